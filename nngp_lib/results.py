@@ -96,8 +96,11 @@ def write(name: str, table: pd.DataFrame, provenance: dict[str, Any],
     record = dict(provenance)
     record["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     record["rows"] = int(len(table))
-    _atomic_write_text(table_path, table.to_csv(index=False, float_format="%.6g"))
-    _atomic_write_text(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    # Serialize both before writing either, so a failure leaves the old pair intact.
+    record_text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    table_text = table.to_csv(index=False, float_format="%.6g")
+    _atomic_write_text(table_path, table_text)
+    _atomic_write_text(record_path, record_text)
     return table_path
 
 
