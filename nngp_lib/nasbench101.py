@@ -169,7 +169,7 @@ def _check_unpruned(matrix: np.ndarray, ops: tuple[str, ...]) -> None:
         raise ValueError(
             f"invalid cell: {num_vertices} vertices, NAS-Bench-101 allows at most {MAX_VERTICES}"
         )
-    if not np.isin(matrix, (0, 1)).all():
+    if not ((matrix == 0) | (matrix == 1)).all():
         raise ValueError("invalid cell: adjacency matrix entries must be 0 or 1")
     if np.tril(matrix).any():
         raise ValueError(
@@ -207,14 +207,15 @@ def prune(matrix: np.ndarray, ops: Sequence[str]) -> tuple[np.ndarray, tuple[str
 
 
 def _reachable(matrix: np.ndarray, start: int, forward: bool) -> set[int]:
-    adjacency = matrix if forward else matrix.T
+    # Plain lists: numpy scalar indexing dominated the cost of building a spec.
+    adjacency = (matrix if forward else matrix.T).tolist()
     seen, frontier = {start}, [start]
     while frontier:
-        vertex = frontier.pop()
-        for nxt in np.flatnonzero(adjacency[vertex]):
-            if int(nxt) not in seen:
-                seen.add(int(nxt))
-                frontier.append(int(nxt))
+        row = adjacency[frontier.pop()]
+        for nxt, edge in enumerate(row):
+            if edge and nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
     return seen
 
 
