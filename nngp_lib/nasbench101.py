@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from nngp_lib import config
+from nngp_lib.data.nb101_table import load_table  # noqa: F401  (the space's table, re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
