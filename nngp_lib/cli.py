@@ -1,0 +1,142 @@
+"""The ``nngp-nas`` command line.
+
+Examples::
+
+    nngp-nas score --hash 00005c142e6f48ac74fdcf73e3439874
+    nngp-nas score --adjacency '[[0,1,1],[0,0,1],[0,0,0]]' --ops '["input","conv3x3-bn-relu","output"]'
+    nngp-nas score-table --sample 200 --out nb101_nngp --ensemble 1 2 --n-train 100 200
+    nngp-nas convert-tfrecord nasbench_full.tfrecord nb101_full.csv.gz
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from nngp_lib import config
+
+
+def _add_setting_arguments(parser: argparse.ArgumentParser, many: bool) -> None:
+    nargs = "+" if many else None
+    grid = " (several values: every combination is scored)" if many else ""
+    parser.add_argument("--ensemble", type=int, nargs=nargs, default=[2] if many else 2,
+                        help="random networks per kernel (k)" + grid)
+    parser.add_argument("--n-train", type=int, nargs=nargs, default=[100] if many else 100,
+                        help="NNGP training images" + grid)
+    parser.add_argument("--n-val", type=int, nargs=nargs, default=[200] if many else 200,
+                        help="NNGP validation images" + grid)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the network initializations")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the image selection")
+    parser.add_argument("--bn-momentum", type=float, default=0.997,
+                        help="momentum of the batch-norm pass (0.997 as NB101; 0 = batch statistics)")
+    parser.add_argument("--width-multiplier", type=float, default=1.0,
+                        help="channels relative to NB101 (cheaper, noisier estimate below 1)")
+    parser.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nngp-nas", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    score = commands.add_parser("score", help="NNGP validation accuracy of one NB101 cell")
+    which = score.add_mutually_exclusive_group(required=True)
+    which.add_argument("--hash", help="an NB101 module hash from the table")
+    which.add_argument("--adjacency", help="JSON adjacency matrix (with --ops)")
+    score.add_argument("--ops", help='JSON op list, e.g. ["input","conv3x3-bn-relu","output"]')
+    _add_setting_arguments(score, many=False)
+
+    table = commands.add_parser("score-table", help="score many NB101 cells into a results table")
+    which = table.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sample", type=int, help="a seeded random sample of this many rows of the NB101 table")
+    which.add_argument("--hashes", type=Path, help="a file with one NB101 hash per line")
+    table.add_argument("--sample-seed", type=int, default=0, help="seed of --sample")
+    table.add_argument("--out", required=True, help="result name, written to the results folder")
+    table.add_argument("--results-dir", default=None, help=f"results folder (default ${config.RESULTS_ENV} or results/)")
+    table.add_argument("--no-resume", action="store_true", help="fail instead of continuing an existing result")
+    _add_setting_arguments(table, many=True)
+
+    convert = commands.add_parser("convert-tfrecord",
+                                  help="convert NAS-Bench-101's official TFRecord to the table format")
+    convert.add_argument("src", type=Path, help="nasbench_full.tfrecord or nasbench_only108.tfrecord")
+    convert.add_argument("dst", type=Path, help="output CSV (.csv or .csv.gz)")
+    return parser
+
+
+def _spec_from_args(args):
+    from nngp_lib import nasbench101
+
+    if args.hash:
+        table = nasbench101.load_table(args.data_dir)
+        match = table[table["hash"] == args.hash]
+        if match.empty:
+            raise SystemExit(f"nngp-nas: hash {args.hash} is not in the NB101 table; give --adjacency and --ops instead")
+        row = match.iloc[0]
+        return nasbench101.ModelSpec.from_json(row["adjacency"], row["ops"])
+    if not args.ops:
+        raise SystemExit("nngp-nas: --adjacency needs --ops")
+    try:
+        return nasbench101.ModelSpec.from_json(args.adjacency, args.ops)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"nngp-nas: --adjacency/--ops must be JSON: {err}") from None
+
+
+def _hashes_to_specs(hashes: list[str], data_dir):
+    from nngp_lib import nasbench101
+
+    table = nasbench101.load_table(data_dir).set_index("hash")
+    missing = [h for h in hashes if h not in table.index]
+    if missing:
+        raise SystemExit(f"nngp-nas: {len(missing)} hashes are not in the NB101 table (first: {missing[0]})")
+    rows = table.loc[hashes]
+    return [nasbench101.ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "score":
+            from nngp_lib import scoring
+
+            spec = _spec_from_args(args)
+            setting = scoring.Setting(args.ensemble, args.n_train, args.n_val, args.seed, args.data_seed,
+                                      args.bn_momentum, args.width_multiplier)
+            data = scoring.nngp_split(args.n_train, args.n_val, seed=args.data_seed, data_dir=args.data_dir)
+            (row,) = scoring.score_spec(spec, [setting], data)
+            print(json.dumps(row))
+        elif args.command == "score-table":
+            from nngp_lib import nasbench101, scoring
+
+            if args.sample is not None:
+                table = nasbench101.load_table(args.data_dir)
+                if not 0 < args.sample <= len(table):
+                    raise SystemExit(f"nngp-nas: --sample must be in 1..{len(table)}, got {args.sample}")
+                hashes = table.sample(args.sample, random_state=args.sample_seed)["hash"].tolist()
+            else:
+                hashes = [line.strip() for line in args.hashes.read_text().splitlines() if line.strip()]
+            specs = _hashes_to_specs(hashes, args.data_dir)
+            settings = [
+                scoring.Setting(k, n, m, args.seed, args.data_seed, args.bn_momentum, args.width_multiplier)
+                for k, n, m in itertools.product(args.ensemble, args.n_train, args.n_val)
+            ]
+            result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,
+                                        data_dir=args.data_dir, resume=not args.no_resume,
+                                        command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+            print(f"wrote {len(result.table)} rows to {result.path}")
+        elif args.command == "convert-tfrecord":
+            from nngp_lib.data import tfrecord
+
+            tfrecord.convert_tfrecord(args.src, args.dst)
+            print(f"wrote {args.dst}")
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"nngp-nas: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

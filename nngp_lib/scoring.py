@@ -1,0 +1,256 @@
+"""Score architectures by NNGP validation accuracy: one spec, or many into a results table.
+
+This is Algorithm 1 of the paper end to end::
+
+    data   = nngp_split(n_train, n_val)                       # CIFAR-10, class-balanced
+    K_tt, K_vt = Monte-Carlo NNGP kernels of k random networks  # nngp_lib.kernels
+    result = nngp_inference(K_tt, K_vt, y_train, y_val)       # eps sweep, nngp_lib.inference
+
+Several settings of one architecture share their work: the penultimate features of the
+largest ensemble on the largest image sets are computed once, and a smaller setting
+uses the first k networks and a nested, class-balanced subset of the images. So a row
+for (k=1, n_train=100) and one for (k=2, n_train=200) of the same architecture differ
+only by the networks and images added, as in a real ensemble that grows.
+
+Batch scoring writes one row per (architecture, setting) through
+:mod:`nngp_lib.results`: atomically, every few architectures, resuming from the rows
+already in the file, with a provenance record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nngp_lib import results as results_io
+from nngp_lib.data.cifar10 import NNGPData, balanced_subsets, nngp_split
+from nngp_lib.inference import nngp_inference
+from nngp_lib.nasbench101 import STEM_CHANNELS, ModelSpec
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One NNGP scoring setting (the paper varies ensemble, n_train and n_val).
+
+    Attributes:
+      ensemble: k, the number of random networks averaged into the kernel.
+      n_train: NNGP training images (class-balanced, from the official training split).
+      n_val: NNGP validation images (disjoint from the training images).
+      seed: seed of the network initializations.
+      data_seed: seed of the image selection.
+      bn_momentum: batch-norm momentum of the one training-mode pass that sets the
+        moving statistics (NB101's 0.997; 0 makes them the batch statistics).
+      width_multiplier: channels of the Monte-Carlo networks relative to NB101's
+        (a cheaper estimate: cost falls with its square).
+    """
+
+    ensemble: int = 2
+    n_train: int = 100
+    n_val: int = 200
+    seed: int = 0
+    data_seed: int = 0
+    bn_momentum: float = 0.997
+    width_multiplier: float = 1.0
+
+    def __post_init__(self):
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.n_train < 10 or self.n_val < 10:
+            raise ValueError(
+                f"need n_train >= 10 and n_val >= 10 (one image per class), got "
+                f"n_train={self.n_train}, n_val={self.n_val}"
+            )
+        if not 0.0 <= self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in [0, 1], got {self.bn_momentum}")
+        if not 0.0 < self.width_multiplier <= 4.0:
+            raise ValueError(f"width_multiplier must be in (0, 4], got {self.width_multiplier}")
+
+    @property
+    def network_key(self) -> tuple:
+        """Settings that share networks (and so can share features)."""
+        return (self.seed, self.bn_momentum, self.width_multiplier)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def stem_channels(width_multiplier: float) -> int:
+    """Stem channels of the Monte-Carlo networks at a width multiplier (NB101: 128)."""
+    return max(1, round(STEM_CHANNELS * width_multiplier))
+
+
+SETTING_COLUMNS = tuple(field.name for field in dataclasses.fields(Setting))
+SCORE_COLUMNS = ("nngp_acc", "nngp_eps", "nngp_acc_loo", "nngp_eps_loo", "seconds")
+
+
+def nngp_accuracy(
+    spec: ModelSpec,
+    *,
+    ensemble: int = 2,
+    n_train: int = 100,
+    n_val: int = 200,
+    seed: int = 0,
+    data_seed: int = 0,
+    bn_momentum: float = 0.997,
+    width_multiplier: float = 1.0,
+    data_dir: str | os.PathLike | None = None,
+) -> float:
+    """NNGP validation accuracy of one NB101 cell on CIFAR-10 (the paper's score).
+
+    The best accuracy over the paper's eps grid; see :func:`score_spec` for the
+    leave-one-out variant and the timing.
+    """
+    setting = Setting(ensemble, n_train, n_val, seed, data_seed, bn_momentum, width_multiplier)
+    data = nngp_split(n_train, n_val, seed=data_seed, data_dir=data_dir)
+    return float(score_spec(spec, [setting], data)[0]["nngp_acc"])
+
+
+def score_spec(spec: ModelSpec, settings: Sequence[Setting], data: NNGPData) -> list[dict]:
+    """Score one architecture at several settings, sharing networks and features.
+
+    Args:
+      spec: the cell.
+      settings: settings with the same ``data_seed``; each needs ``n_train <= len(data.y_train)``
+        and ``n_val <= len(data.y_val)``.
+      data: the largest image sets (from :func:`nngp_split` with that ``data_seed``).
+
+    Returns one dict per setting with the setting's fields, ``hash`` and the scores:
+    ``nngp_acc`` (best over eps, as the paper reports), ``nngp_eps``, ``nngp_acc_loo``
+    (eps chosen by leave-one-out on the training images), ``nngp_eps_loo`` and ``seconds``
+    (wall time of the shared feature computation, apportioned by images x networks).
+    """
+    from nngp_lib import kernels
+    from nngp_lib.networks import nasbench101 as nb101_net
+
+    rows: dict[Setting, dict] = {}
+    groups: dict[tuple, list[Setting]] = {}
+    for setting in settings:
+        if setting.n_train > len(data.y_train) or setting.n_val > len(data.y_val):
+            raise ValueError(
+                f"setting needs {setting.n_train} training and {setting.n_val} validation images, "
+                f"data has {len(data.y_train)} and {len(data.y_val)}; pass a larger nngp_split"
+            )
+        groups.setdefault(setting.network_key, []).append(setting)
+
+    spec_hash = spec.hash()
+    for (seed, bn_momentum, width), group in groups.items():
+        ensemble = max(s.ensemble for s in group)
+        n_train = max(s.n_train for s in group)
+        n_val = max(s.n_val for s in group)
+        network = nb101_net.network(spec, stem_channels=stem_channels(width))
+        start = time.perf_counter()
+        f_train, f_val = kernels.ensemble_features(
+            network, data.x_train[:n_train], data.x_val[:n_val],
+            ensemble=ensemble, seed=seed, bn_momentum=bn_momentum,
+        )
+        seconds = time.perf_counter() - start
+        for setting in group:
+            train_pos, val_pos = _nested_subsets(data, setting, n_train, n_val)
+            k_tt, k_vt = kernels.nngp_from_features(
+                f_train[: setting.ensemble, train_pos], f_val[: setting.ensemble, val_pos]
+            )
+            result = nngp_inference(k_tt, k_vt, data.y_train[train_pos], data.y_val[val_pos])
+            share = setting.ensemble * (setting.n_train + setting.n_val) / (ensemble * (n_train + n_val))
+            rows[setting] = {
+                "hash": spec_hash,
+                **setting.as_dict(),
+                "nngp_acc": result.best_accuracy,
+                "nngp_eps": result.best_eps,
+                "nngp_acc_loo": result.loo_val_accuracy,
+                "nngp_eps_loo": result.loo_eps,
+                "seconds": seconds * share,
+            }
+    return [rows[s] for s in settings]
+
+
+def _nested_subsets(data: NNGPData, setting: Setting, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced positions of a smaller setting inside the largest image sets."""
+    if setting.n_train == n_train:
+        train_pos = np.arange(n_train)
+    else:
+        (train_pos,) = balanced_subsets(data.y_train[:n_train], [setting.n_train], seed=setting.data_seed)
+    if setting.n_val == n_val:
+        val_pos = np.arange(n_val)
+    else:
+        (val_pos,) = balanced_subsets(data.y_val[:n_val], [setting.n_val], seed=setting.data_seed)
+    return train_pos, val_pos
+
+
+def score_many(
+    specs: Iterable[ModelSpec],
+    settings: Sequence[Setting],
+    name: str,
+    *,
+    description: str = "NNGP scores of NAS-Bench-101 architectures",
+    results_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    checkpoint_every: int = 5,
+    progress: bool = True,
+    command: str | None = None,
+) -> results_io.Results:
+    """Score many architectures at several settings into the result ``name``.
+
+    Rows already in the result (same hash and setting) are kept and not recomputed when
+    ``resume`` is true; otherwise an existing result is an error, so that nothing is
+    overwritten by accident. The table is rewritten atomically every
+    ``checkpoint_every`` architectures and at the end.
+    """
+    settings = list(dict.fromkeys(settings))
+    if not settings:
+        raise ValueError("no settings given: pass at least one Setting")
+    data_seeds = {s.data_seed for s in settings}
+    if len(data_seeds) != 1:
+        raise ValueError(f"one data_seed per run, got {sorted(data_seeds)}: score each in its own result")
+    specs = list(specs)
+    run_settings = {"settings": [s.as_dict() for s in settings], "architectures": len(specs)}
+
+    if results_io.exists(name, results_dir):
+        if not resume:
+            raise FileExistsError(f"result {name!r} exists: pass resume=True to continue it or choose another name")
+        previous = results_io.read(name, results_dir)
+        table, provenance = previous.table, previous.provenance
+        if provenance.get("settings") != run_settings:
+            raise ValueError(
+                f"result {name!r} was computed with other settings; resume it with the same ones or choose another name"
+            )
+    else:
+        table = pd.DataFrame(columns=["hash", *SETTING_COLUMNS, *SCORE_COLUMNS])
+        provenance = results_io.new_provenance(description, run_settings, command)
+
+    done = set(zip(table["hash"], *(table[c] for c in SETTING_COLUMNS)))
+    data = nngp_split(max(s.n_train for s in settings), max(s.n_val for s in settings),
+                      seed=settings[0].data_seed, data_dir=data_dir)
+    provenance["data"] = {"source": data.source, "seed": data.seed,
+                          "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val))}
+
+    new_rows: list[dict] = []
+    pending = 0
+    for spec in tqdm(specs, desc=f"scoring {name}", disable=not progress):
+        spec_hash = spec.hash()
+        todo = [s for s in settings if (spec_hash, *s.as_dict().values()) not in done]
+        if not todo:
+            continue
+        new_rows.extend(score_spec(spec, todo, data))
+        pending += 1
+        if pending >= checkpoint_every:
+            table = _append(table, new_rows)
+            results_io.write(name, table, provenance, results_dir)
+            new_rows, pending = [], 0
+    table = _append(table, new_rows)
+    results_io.write(name, table, provenance, results_dir)
+    return results_io.read(name, results_dir)
+
+
+def _append(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return table
+    new = pd.DataFrame(rows, columns=table.columns)
+    return new if table.empty else pd.concat([table, new], ignore_index=True)

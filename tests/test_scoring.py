@@ -1,0 +1,123 @@
+"""Scoring end to end on real CIFAR-10 images and real NB101 cells (narrow networks, so it is fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nngp_lib import cli, kernels, results, scoring
+from nngp_lib.inference import nngp_inference
+from nngp_lib.nasbench101 import ModelSpec, load_table
+from nngp_lib.networks import nasbench101 as nb101_net
+
+NARROW = 1 / 16  # 8 stem channels: the same code path at a fraction of the cost
+
+
+@pytest.fixture(scope="module")
+def specs(data_dir):
+    table = load_table(data_dir)
+    rows = table.sample(3, random_state=1)
+    return [ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return scoring.nngp_split(40, 30, seed=0, data_dir=data_dir)
+
+
+def test_a_setting_equals_algorithm_1_computed_directly(specs, data):
+    """A row of a shared multi-setting run equals the kernel and inference computed on its own."""
+    small = scoring.Setting(ensemble=1, n_train=20, n_val=30, width_multiplier=NARROW)
+    large = scoring.Setting(ensemble=2, n_train=40, n_val=30, width_multiplier=NARROW)
+    row_small, row_large = scoring.score_spec(specs[0], [small, large], data)
+
+    network = nb101_net.network(specs[0], stem_channels=scoring.stem_channels(NARROW))
+    k_tt, k_vt = kernels.monte_carlo_nngp(network, data.x_train, data.x_val, ensemble=2, seed=0)
+    direct = nngp_inference(k_tt, k_vt, data.y_train, data.y_val)
+    assert row_large["nngp_acc"] == pytest.approx(direct.best_accuracy)
+    assert row_large["nngp_acc_loo"] == pytest.approx(direct.loo_val_accuracy)
+    assert row_large["hash"] == specs[0].hash()
+    assert 0.0 <= row_small["nngp_acc"] <= 1.0
+    assert row_small["seconds"] < row_large["seconds"]
+
+
+def test_nested_training_subset_is_class_balanced(data):
+    setting = scoring.Setting(ensemble=1, n_train=20, n_val=30)
+    train_pos, val_pos = scoring._nested_subsets(data, setting, 40, 30)
+    assert np.bincount(data.y_train[train_pos], minlength=10).tolist() == [2] * 10
+    assert val_pos.tolist() == list(range(30))
+
+
+def test_score_many_writes_resumes_and_records_provenance(specs, tmp_path, data_dir, monkeypatch):
+    settings = [scoring.Setting(ensemble=1, n_train=20, n_val=20, width_multiplier=NARROW)]
+    first = scoring.score_many(specs[:2], settings, "run", results_dir=tmp_path, data_dir=data_dir,
+                               progress=False, command="test")
+    assert len(first.table) == 2
+    assert set(first.table["hash"]) == {s.hash() for s in specs[:2]}
+    assert first.provenance["settings"]["architectures"] == 2
+    assert first.provenance["data"]["n_train"] == 20
+
+    calls = []
+    original = scoring.score_spec
+    monkeypatch.setattr(scoring, "score_spec", lambda spec, *a: calls.append(spec) or original(spec, *a))
+    second = scoring.score_many(specs[:2], settings, "run", results_dir=tmp_path, data_dir=data_dir,
+                                progress=False, command="test")
+    assert calls == []  # everything was already scored
+    assert second.table.equals(first.table)
+
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        scoring.score_many(specs[:2], settings, "run", results_dir=tmp_path, data_dir=data_dir,
+                           resume=False, progress=False)
+    other = [scoring.Setting(ensemble=2, n_train=20, n_val=20, width_multiplier=NARROW)]
+    with pytest.raises(ValueError, match="computed with other settings"):
+        scoring.score_many(specs[:2], other, "run", results_dir=tmp_path, data_dir=data_dir, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ensemble": 0}, "ensemble must be >= 1"),
+        ({"n_train": 5}, "need n_train >= 10"),
+        ({"bn_momentum": 1.5}, r"bn_momentum must be in \[0, 1\]"),
+        ({"width_multiplier": 0}, "width_multiplier must be in"),
+    ],
+)
+def test_impossible_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        scoring.Setting(**kwargs)
+
+
+def test_setting_larger_than_the_data_is_an_error(specs, data):
+    with pytest.raises(ValueError, match="pass a larger nngp_split"):
+        scoring.score_spec(specs[0], [scoring.Setting(n_train=100, n_val=30)], data)
+
+
+def test_cli_scores_a_spec_and_a_table(specs, tmp_path, capsys, data_dir):
+    spec = specs[1]
+    argv = ["score", "--adjacency", json.dumps(spec.matrix.tolist()), "--ops", json.dumps(list(spec.ops)),
+            "--ensemble", "1", "--n-train", "20", "--n-val", "20", "--width-multiplier", str(NARROW),
+            "--data-dir", str(data_dir)]
+    assert cli.main(argv) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["hash"] == spec.hash() and 0.0 <= row["nngp_acc"] <= 1.0
+
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_text(f"{specs[0].hash()}\n{specs[2].hash()}\n")
+    argv = ["score-table", "--hashes", str(hashes), "--out", "cli_run", "--results-dir", str(tmp_path),
+            "--ensemble", "1", "--n-train", "20", "--n-val", "20", "--width-multiplier", str(NARROW),
+            "--data-dir", str(data_dir)]
+    assert cli.main(argv) == 0
+    table = results.read("cli_run", tmp_path).table
+    assert table["hash"].tolist() == [specs[0].hash(), specs[2].hash()]
+
+
+def test_cli_bad_input_is_a_one_line_error(capsys, data_dir):
+    code = cli.main(["score", "--adjacency", "[[0,1],[0,0]]", "--ops", '["input","conv5x5","output"]',
+                     "--data-dir", str(data_dir)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nngp-nas: invalid cell") and "\n" not in err
+    with pytest.raises(SystemExit, match="not in the NB101 table"):
+        cli.main(["score", "--hash", "0" * 32, "--data-dir", str(data_dir)])
