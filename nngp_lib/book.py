@@ -39,3 +39,30 @@ def show(markdown: str) -> None:
     from IPython.display import Markdown, display  # notebooks only; the library needs no IPython
 
     display(Markdown(textwrap.dedent(markdown).strip()))
+
+
+def cached_or_computed(name: str, compute, *, recompute: bool = False):
+    """The result a chapter analyses: the committed full-scale run, or a fresh computation.
+
+    Args:
+      name: result name (``results/<name>.csv`` and ``.json``).
+      compute: ``compute(results_dir)`` runs the chapter's computation, writing the result
+        ``name`` into ``results_dir`` (``None`` = the project's ``results/``), and returns it.
+      recompute: compute even when a cached run exists, writing into ``results/``: the
+        full-scale run of the README (``-p recompute True`` plus the full-scale parameters).
+
+    Without a cached run and without ``recompute``, the chapter's default (small) setting is
+    computed into a scratch folder, never into ``results/``, so a quick build can't pass
+    itself off as the full-scale run, nor block its resumption.
+
+    Returns ``(results.Results, cached: bool)``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from nngp_lib import results
+
+    if not recompute and results.exists(name):
+        return results.read(name), True
+    scratch = None if recompute else Path(tempfile.mkdtemp(prefix="nngp-nas-scratch-"))
+    return compute(scratch), False

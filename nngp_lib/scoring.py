@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from nngp_lib import results as results_io
 from nngp_lib.data.cifar10 import NNGPData, balanced_subsets, nngp_split
