@@ -33,6 +33,8 @@ few hundred architectures take well under a second per proxy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -224,41 +226,70 @@ def proxy_scores(
 # -- cost ---------------------------------------------------------------------------------
 
 
-def proxy_costs(proxies: pd.DataFrame, flops_per_image: float, **nngp_kwargs) -> pd.Series:
+def proxy_costs(
+    proxies: pd.DataFrame,
+    flops_per_image: float | Mapping[float, float],
+    **nngp_kwargs,
+) -> pd.Series:
     """Cost in PFLOPs of one score of each proxy, by the paper's FLOP model.
 
     NNGP proxies cost :func:`nngp_lib.cost.nngp_flops` (``F``, ``n_train``, ``n_val``,
-    ``ensemble``), training proxies :func:`nngp_lib.cost.training_flops` (``F``,
-    ``epochs``). Both are linear in ``F``, so passing the mean FLOPs of the scored
-    architectures gives their mean cost, as the paper plots.
+    ``ensemble``, feature dimension), training proxies :func:`nngp_lib.cost.training_flops`
+    (``F`` of the full-width network, ``epochs``). Both are linear in ``F``, so passing the
+    mean FLOPs of the scored architectures gives their mean cost, as the paper plots.
 
     Args:
       proxies: :attr:`ProxyScores.proxies` (``kind``, ``ensemble``, ``n_train``,
         ``n_val``, ``width_multiplier``, ``epochs``).
-      flops_per_image: F, forward FLOPs per image of a full-width network, e.g.
-        ``np.mean([spec.flops() for spec in specs])``.
+      flops_per_image: F, mean forward FLOPs per image of the full-width networks (e.g.
+        ``np.mean([spec.flops() for spec in specs])``), or a mapping from width multiplier
+        to the mean F of the networks at that width (which must hold 1.0, for training,
+        and every width of an NNGP proxy), e.g. from :func:`mean_network_flops`.
       nngp_kwargs: passed to :func:`nngp_lib.cost.nngp_flops` (e.g. ``bn_batch``).
 
     Returns:
       (P,) float64 PFLOPs, indexed like ``proxies``.
 
     Raises:
-      ValueError: an NNGP proxy has ``width_multiplier != 1`` (its F and feature
-        dimension differ; cost it with :func:`nngp_lib.cost.nngp_flops` directly).
+      ValueError: a width with no F (one line naming it).
     """
-    nngp = proxies["kind"] == NNGP
-    narrow = nngp & (proxies["width_multiplier"] != 1.0)
-    if narrow.any():
+    by_width = dict(flops_per_image) if isinstance(flops_per_image, Mapping) else {1.0: float(flops_per_image)}
+    nngp = (proxies["kind"] == NNGP).to_numpy()
+    widths = proxies["width_multiplier"].fillna(1.0).to_numpy(dtype=float)
+    needed = set(widths[nngp]) | ({1.0} if (~nngp).any() else set())
+    missing = sorted(w for w in needed if w not in by_width)
+    if missing:
         raise ValueError(
-            f"proxy {narrow.idxmax()!r} has width_multiplier != 1: cost it with nngp_lib.cost.nngp_flops "
-            "and its own flops_per_image and feature_dim"
+            f"no flops_per_image for width_multiplier {missing[0]:g}: pass a mapping width -> mean FLOPs "
+            "(see analysis.mean_network_flops)"
         )
     flops = pd.Series(np.nan, index=proxies.index, name="pflops")
     rows = proxies[nngp]
-    flops[nngp] = cost.nngp_flops(flops_per_image, rows["n_train"].to_numpy(), rows["n_val"].to_numpy(),
-                                  rows["ensemble"].to_numpy(), **nngp_kwargs)
-    flops[~nngp] = cost.training_flops(flops_per_image, proxies.loc[~nngp, "epochs"].to_numpy())
+    row_widths = widths[nngp]
+    flops[nngp] = cost.nngp_flops(
+        np.array([by_width[w] for w in row_widths]), rows["n_train"].to_numpy(), rows["n_val"].to_numpy(),
+        rows["ensemble"].to_numpy(), feature_dim=np.round(cost.NB101_FEATURE_DIM * row_widths), **nngp_kwargs,
+    )
+    if (~nngp).any():
+        flops[~nngp] = cost.training_flops(by_width[1.0], proxies.loc[~nngp, "epochs"].to_numpy())
     return pd.Series(cost.to_pflops(flops), index=proxies.index, name="pflops")
+
+
+def mean_network_flops(specs: Sequence, widths: Sequence[float] = (1.0,)) -> dict[float, float]:
+    """Mean forward FLOPs per 32x32 image of the NB101 networks of ``specs`` at each width
+    multiplier (1.0 is ``ModelSpec.flops()``; others count the narrower network built by scoring)."""
+    from nngp_lib.networks import nasbench101 as nb101_net
+    from nngp_lib.scoring import stem_channels
+
+    out = {}
+    for width in widths:
+        if width == 1.0:
+            out[1.0] = float(np.mean([spec.flops() for spec in specs]))
+        else:
+            out[float(width)] = float(np.mean([
+                nb101_net.network(spec, stem_channels=stem_channels(width)).flops(32, 32) for spec in specs
+            ]))
+    return out
 
 
 def pareto_front(cost: ArrayLike, quality: ArrayLike) -> np.ndarray:

@@ -24,6 +24,8 @@ import numpy as np
 from nngp_lib.networks import Network
 from nngp_lib.networks.layers import BN_MOMENTUM
 
+DEFAULT_BATCH_SIZE = 100  # images per pass: the paper's colab batch, and memory-bounded
+
 
 def monte_carlo_nngp(
     network: Network,
@@ -34,7 +36,7 @@ def monte_carlo_nngp(
     seed: int = 0,
     bn_momentum: float = BN_MOMENTUM,
     bn_batch: int | None = None,
-    batch_size: int = 100,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo NNGP kernels ``K(train, train)`` and ``K(val, train)``.
 
@@ -80,7 +82,7 @@ def ensemble_features(
     seed: int = 0,
     bn_momentum: float = BN_MOMENTUM,
     bn_batch: int | None = None,
-    batch_size: int = 100,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Penultimate features of ``ensemble`` random networks: ``(k, n, D)`` and ``(k, m, D)``.
 
@@ -99,7 +101,7 @@ def ensemble_features(
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if bn_batch is None:
-        bn_batch = min(num_train, batch_size)
+        bn_batch = default_bn_batch(num_train, batch_size)
     if not 0 <= bn_batch <= num_train:
         raise ValueError(f"bn_batch must be between 0 and the {num_train} training images, got {bn_batch}")
     if not 0.0 <= bn_momentum <= 1.0:
@@ -149,10 +151,19 @@ def nngp_from_features(f_train: np.ndarray, f_val: np.ndarray) -> tuple[np.ndarr
     return k_train_train, k_val_train / normalization
 
 
+def default_bn_batch(num_train: int, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Images in the batch-norm pass when ``bn_batch`` is None: one batch of training images."""
+    return min(num_train, batch_size)
+
+
+def inference_batch_size(num_train: int, num_val: int, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    """Images per inference-mode pass (the shape the network's primitives are compiled for)."""
+    return min(batch_size, num_train + num_val)
+
+
 def _inference_features(network, variables, x_train, x_val, batch_size) -> np.ndarray:
     """(n + m, D) float64 features of the training then the validation images."""
-    total = len(x_train) + len(x_val)
-    batch_size = min(batch_size, total)
+    batch_size = inference_batch_size(len(x_train), len(x_val), batch_size)
     out = []
     for batch, valid in _padded_batches(x_train, x_val, batch_size):
         feats, _ = network.features(variables, batch, train=False)

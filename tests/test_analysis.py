@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from nngp_lib import analysis, cost, metrics
 from nngp_lib.data import nb101_table
+from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.scoring import SCORE_COLUMNS, SETTING_COLUMNS, Setting
 
 SETTINGS = (Setting(ensemble=1, n_train=100, n_val=100), Setting(ensemble=2, n_train=200, n_val=100))
@@ -135,8 +136,19 @@ def test_proxy_costs_follow_the_paper_flop_model(results, nb101):
     costs = analysis.proxy_costs(proxies, flops)
     assert costs["NNGP k=2 n=200 m=100"] == pytest.approx(cost.to_pflops(cost.nngp_flops(flops, 200, 100, 2)))
     assert costs["train 12 epochs"] == pytest.approx(cost.to_pflops(cost.training_flops(flops, 12)))
-    with pytest.raises(ValueError, match="width_multiplier"):
+    with pytest.raises(ValueError, match="no flops_per_image for width_multiplier 0.5"):
         analysis.proxy_costs(proxies.assign(width_multiplier=0.5), flops)
+    narrow = analysis.proxy_costs(proxies.assign(width_multiplier=0.5), {1.0: flops, 0.5: flops / 4})
+    assert narrow["NNGP k=2 n=200 m=100"] == pytest.approx(
+        cost.to_pflops(cost.nngp_flops(flops / 4, 200, 100, 2, feature_dim=256)))
+    assert narrow["train 12 epochs"] == costs["train 12 epochs"]
+
+
+def test_mean_network_flops_counts_the_network_scoring_builds(nb101):
+    specs = [ModelSpec.from_json(a, o) for a, o in zip(nb101["adjacency"][:3], nb101["ops"][:3])]
+    flops = analysis.mean_network_flops(specs, widths=(1.0, 0.5))
+    assert flops[1.0] == pytest.approx(np.mean([s.flops() for s in specs]))
+    assert 0.2 * flops[1.0] < flops[0.5] < 0.3 * flops[1.0]  # convs scale with width squared
 
 
 def test_pareto_front_matches_brute_force():

@@ -101,8 +101,11 @@ proxies = analysis.proxy_scores(run.table, table, values=("nngp_acc", "nngp_acc_
 scores, truth, info = proxies.scores, proxies.truth, proxies.proxies
 n = len(proxies)
 by_hash = table.set_index("hash")
-flops_per_image = float(np.mean([spec.flops() for spec in specs_from_table(by_hash.loc[scores.index])]))
-info = info.assign(pflops=analysis.proxy_costs(info, flops_per_image))
+scored_specs = specs_from_table(by_hash.loc[scores.index].reset_index())
+widths = sorted({1.0, *info["width_multiplier"].dropna().astype(float)})
+flops_by_width = analysis.mean_network_flops(scored_specs, widths)
+flops_per_image = flops_by_width[1.0]
+info = info.assign(pflops=analysis.proxy_costs(info, flops_by_width))
 
 NNGP = list(info.index[(info["kind"] == analysis.NNGP) & (info["value"] == "nngp_acc")])
 LOO = list(info.index[(info["kind"] == analysis.NNGP) & (info["value"] == "nngp_acc_loo")])
