@@ -110,3 +110,4 @@ bench: venv
 
 clean:
 	rm -rf _build book/executed artifacts/screenshots
+
