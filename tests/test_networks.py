@@ -14,7 +14,9 @@ from nngp_lib.nasbench101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, Mo
 from nngp_lib.networks import layers
 from nngp_lib.networks import nasbench101 as nb101_net
 
-TINY = dict(stem_channels=8)  # channels 8, 16, 32: every code path, little compute
+# Every code path (both kinds of stack, cells fed by a stack input and by a cell) at
+# little compute; all tests share it and 4 images of 8x8, hence one set of compilations.
+TINY = dict(stem_channels=8, num_stacks=2, modules_per_stack=2)
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +26,14 @@ def table(data_dir):
 
 @pytest.fixture(scope="module")
 def images(data_dir) -> np.ndarray:
-    """(8, 32, 32, 3) real standardized CIFAR-10 training images."""
-    return nngp_split(8, 0, seed=0, data_dir=data_dir).x_train
+    """(4, 32, 32, 3) real standardized CIFAR-10 training images."""
+    return nngp_split(4, 0, seed=0, data_dir=data_dir).x_train
 
 
 @pytest.fixture(scope="module")
 def small_images(images) -> np.ndarray:
     """The same images averaged down to 8x8."""
-    return images.reshape(8, 8, 4, 8, 4, 3).mean(axis=(2, 4))
+    return images.reshape(4, 8, 4, 8, 4, 3).mean(axis=(2, 4))
 
 
 def _spec(row) -> ModelSpec:
@@ -65,18 +67,18 @@ def test_features_and_logits_on_cifar10(table, small_images):
     net = nb101_net.network(spec, **TINY)
     variables = net.init(jax.random.PRNGKey(0))
     feats, stats = net.features(variables, images)
-    assert feats.shape == (8, 32) and feats.dtype == jnp.float32
+    assert feats.shape == (4, 16) and feats.dtype == jnp.float32
     assert np.isfinite(feats).all() and (np.asarray(feats) >= 0).all()  # pooled ReLUs
-    assert len(np.unique(np.asarray(feats), axis=0)) == 8  # distinct images, distinct features
+    assert len(np.unique(np.asarray(feats), axis=0)) == 4  # distinct images, distinct features
     unchanged = jax.tree_util.tree_map(lambda a, b: bool((a == b).all()), stats, variables["batch_stats"])
     assert jax.tree_util.tree_all(unchanged)  # inference mode leaves them alone
     logits, _ = net.apply(variables, images)
-    assert logits.shape == (8, 10)
+    assert logits.shape == (4, 10)
 
 
 @pytest.mark.parametrize("size", [32, 16, 15])
 def test_images_of_any_size_are_accepted(table, images, size):
-    net = nb101_net.network(_spec(table.loc[0]), stem_channels=8, num_stacks=2, modules_per_stack=1)
+    net = nb101_net.network(_spec(table.loc[0]), **TINY)
     feats, _ = net.features(net.init(jax.random.PRNGKey(0)), images[:2, :size, :size])
     assert feats.shape == (2, 16) and np.isfinite(feats).all()
     if size < 32:
@@ -106,8 +108,8 @@ def test_initialization_follows_tensorflow1(table):
             assert (np.asarray(value) == (1 if name == "scale" else 0)).all(), path
     for path, value in jax.tree_util.tree_leaves_with_path(stats):
         assert (np.asarray(value) == (0 if path[-1].key == "mean" else 1)).all(), path
-    limit = np.sqrt(6 / (32 + 10))  # Glorot-uniform
-    assert dense["kernel"].shape == (32, 10) and np.abs(dense["kernel"]).max() <= limit
+    limit = np.sqrt(6 / (16 + 10))  # Glorot-uniform
+    assert dense["kernel"].shape == (16, 10) and np.abs(dense["kernel"]).max() <= limit
     assert np.abs(dense["kernel"]).max() > 0.8 * limit
     assert (np.asarray(dense["bias"]) == 0).all()
 
@@ -149,17 +151,17 @@ def test_images_interact_only_in_training_mode(table, small_images):
     net = nb101_net.network(_spec(table.loc[2]), **TINY)
     variables = net.init(jax.random.PRNGKey(0))
     other = small_images.copy()
-    other[4:] = small_images[4:, :, ::-1]  # the last four images mirrored
+    other[2:] = small_images[2:, :, ::-1]  # the last two images mirrored
     for train in (False, True):
         a, _ = net.features(variables, small_images, train=train)
         b, _ = net.features(variables, other, train=train)
-        assert not np.allclose(a[4:], b[4:], rtol=1e-3)
-        assert np.allclose(a[:4], b[:4], rtol=1e-5, atol=1e-7) == (not train)
+        assert not np.allclose(a[2:], b[2:], rtol=1e-3)
+        assert np.allclose(a[:2], b[:2], rtol=1e-5, atol=1e-7) == (not train)
 
 
 def _reference_features(spec: ModelSpec, variables, x, stem_channels, num_stacks, modules_per_stack):
     """NB101's build_module written independently: vertices evaluated recursively from
-    their inputs with plain jax.numpy, inference mode."""
+    their inputs with plain jax.numpy, inference mode (jit it: one compilation)."""
     params, stats = variables["params"], variables["batch_stats"]
 
     def conv_bn_relu(p, s, h):
@@ -232,8 +234,7 @@ def test_network_matches_an_independent_build_module(table, small_images, case):
         "largest": _spec(largest),
         "random": _spec(random_row),
     }[case]
-    config = dict(stem_channels=8, num_stacks=2, modules_per_stack=2)
-    net = nb101_net.network(spec, **config)
+    net = nb101_net.network(spec, **TINY)
     variables = net.init(jax.random.PRNGKey(0))
     # Random statistics, so that batch norm is not the identity.
     rng = np.random.default_rng(0)
@@ -241,12 +242,13 @@ def test_network_matches_an_independent_build_module(table, small_images, case):
         lambda s: jnp.asarray(rng.uniform(0.1, 1.0, s.shape), jnp.float32), variables["batch_stats"]
     )
     feats, _ = net.features(variables, small_images)
-    expected = _reference_features(spec, variables, small_images, 8, 2, 2)
+    reference = jax.jit(lambda v, x: _reference_features(spec, v, x, 8, 2, 2))
+    expected = reference(variables, small_images)
     np.testing.assert_allclose(feats, expected, rtol=2e-5, atol=1e-6)
 
 
 def test_whole_network_can_be_jitted_and_differentiated(table, small_images):
-    net = nb101_net.network(_spec(table.loc[3]), stem_channels=8, num_stacks=1, modules_per_stack=2)
+    net = nb101_net.network(_spec(table.loc[3]), **TINY)
     variables = net.init(jax.random.PRNGKey(0))
     eager, _ = net.features(variables, small_images)
     jitted, _ = jax.jit(net.features)(variables, small_images)
@@ -266,7 +268,7 @@ def test_whole_network_can_be_jitted_and_differentiated(table, small_images):
 @pytest.mark.slow
 def test_precompiled_primitives_serve_every_new_cell(table, small_images):
     batch = len(small_images)
-    config = dict(stem_channels=8, num_stacks=2)  # both kinds of stack, two thirds of the compiles
+    config = dict(stem_channels=8, num_stacks=2)  # as TINY: precompile covers any modules_per_stack
     nb101_net.precompile(batch_size=batch, train_batch_size=batch, image_size=(8, 8), **config)
     # The rows with the most interior vertices feeding the output (the widest channel
     # split), the smallest and largest networks, and random ones.
@@ -274,12 +276,25 @@ def test_precompiled_primitives_serve_every_new_cell(table, small_images):
     rows = [table.loc[int(np.argmax(fan_in))]] + _rows(table, 6, seed=7)
     for row in rows:
         with layers.count_compilations() as compiled:
-            net = nb101_net.network(_spec(row), **config)
+            net = nb101_net.network(_spec(row), **TINY)
             variables = net.init(jax.random.PRNGKey(1))
             _, variables["batch_stats"] = net.features(variables, small_images, train=True)
             feats, _ = net.features(variables, small_images)
             feats.block_until_ready()
         assert compiled.count == 0, row["hash"]
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 9)])
+def test_primitives_match_their_textbook_forms(height, width):
+    """max_pool and 1x1 convs take faster routes than reduce_window and conv; same results."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, height, width, 5), np.float32))
+    for window, stride in [(3, 1), (2, 2), (3, 2)]:
+        expected = lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), "SAME")
+        np.testing.assert_array_equal(layers.max_pool(x, window, stride), expected)
+    params = {"kernel": jnp.asarray(rng.standard_normal((1, 1, 5, 6), np.float32))}
+    expected = lax.conv_general_dilated(x, params["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(layers.conv_bn_relu(params, None, x)[0], jnp.maximum(expected, 0), rtol=1e-5, atol=1e-6)
 
 
 def test_vertex_widths_cover_every_cell_of_the_table(table):

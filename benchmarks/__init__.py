@@ -1,0 +1,1 @@
+"""Benchmarks of the library (run as modules: ``python -m benchmarks.bench_nngp``)."""
