@@ -98,7 +98,7 @@ def write(name: str, table: pd.DataFrame, provenance: dict[str, Any],
     record["rows"] = int(len(table))
     # Serialize both before writing either, so a failure leaves the old pair intact.
     record_text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    table_text = table.to_csv(index=False, float_format="%.6g")
+    table_text = table.to_csv(index=False, float_format="%.10g")
     _atomic_write_text(table_path, table_text)
     _atomic_write_text(record_path, record_text)
     return table_path
