@@ -106,6 +106,8 @@ from typing import Any, Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from nngp_lib.inference import InferenceResult, nngp_inference
+
 # -- the space ------------------------------------------------------------------------------
 
 CONV = "conv"
@@ -730,7 +732,7 @@ def nngp_accuracy(
     width_multiplier: float = 1.0,
     bn_momentum: float = 0.997,
     batch_size: int = 100,
-):
+) -> InferenceResult:
     """NNGP validation accuracy of ``spec`` on ``data`` (the paper's Algorithm 1).
 
     Builds the network of ``data.dataset``'s variant (CIFAR-10 or ImageNet strides),
@@ -744,8 +746,8 @@ def nngp_accuracy(
       paper's number (best over eps), ``loo_val_accuracy`` the one with eps chosen
       without validation labels.
     """
+    # JAX loads with these: the space itself needs only NumPy.
     from nngp_lib import kernels
-    from nngp_lib.inference import nngp_inference
     from nngp_lib.networks import mnas as mnas_networks
 
     network = mnas_networks.network(
@@ -758,12 +760,16 @@ def nngp_accuracy(
 
 
 def _check_counts(num_labels: int, n_train: int, n_val: int, available: int) -> None:
-    if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or not 1 <= num_labels <= available:
+    if not _is_count(num_labels) or not 1 <= num_labels <= available:
         raise ValueError(f"num_labels must be an integer in 1..{available}, got {num_labels!r}")
     if n_train < num_labels or n_val < num_labels:
         raise ValueError(
             f"need at least one image per label: n_train={n_train} and n_val={n_val} must be >= num_labels={num_labels}"
         )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _choose_classes(total: int, num_labels: int, seed: int) -> np.ndarray:
@@ -827,7 +833,7 @@ def load_image_folder(
     unknown = [c for c in classes if c not in folders]
     if unknown:
         raise ValueError(f"class {unknown[0]!r} is not a folder of {root} (it has {len(folders)} class folders)")
-    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1):
+    if per_class is not None and not (_is_count(per_class) and per_class >= 1):
         raise ValueError(f"per_class must be a positive integer or None, got {per_class!r}")
     rng = np.random.default_rng(seed)
     paths: list[Path] = []

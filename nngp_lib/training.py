@@ -18,13 +18,14 @@ cosine). ``optimizer='sgd'`` is SGD with momentum.
 
 Compilation. By default (``jit_step=True``) one training step (forward, backward,
 update) is compiled as a single XLA program, once per network and batch shape: the
-fastest steps, and the right choice for NAS-Bench-101 networks or any accelerator. On
-a CPU, XLA takes many minutes to compile a whole MnasNet network's step (15 minutes
-for a 10-MFLOP network on the shared 2-core machine this was written on); with
-``jit_step=False`` the gradient is taken outside ``jax.jit``, so a network made of
-separately compiled layers (:func:`nngp_lib.networks.mnas.layer_unit`) compiles layer
-by layer, once per layer shape across all networks, in about a tenth of the time, with
-steps as fast. The optimizer update is applied leaf by leaf, each leaf shape compiled
+fastest steps once compiled, the right choice on an accelerator and for long runs. On
+a CPU, XLA takes minutes to compile a whole MnasNet network's step (15 minutes wall,
+about 5 CPU-minutes, for a 10-MFLOP network at width 0.25 on the busy 2-core machine
+this was written on); with ``jit_step=False`` the gradient is taken outside
+``jax.jit``, so a network made of separately compiled layers
+(:func:`nngp_lib.networks.mnas.layer_unit`) compiles layer by layer, once per layer
+shape across all networks (about 40 CPU-seconds for that network), with steps as fast.
+The optimizer update is then applied leaf by leaf, each leaf shape compiled
 once. Both modes compute the same update.
 
 No data augmentation (NAS-Bench-101 used random crops and flips): short runs on small
@@ -162,7 +163,9 @@ def train(
         raise ValueError(f"batch_size {batch_size} exceeds the {len(y)} training images; lower it")
     if optimizer not in ("rmsprop", "sgd"):
         raise ValueError(f"optimizer must be 'rmsprop' or 'sgd', got {optimizer!r}")
-    for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay), ("warmup_epochs", warmup_epochs)):
+    for name, value in (
+        ("learning_rate", learning_rate), ("weight_decay", weight_decay), ("warmup_epochs", warmup_epochs)
+    ):  # fmt: skip
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if not 0.0 <= label_smoothing < 1.0:

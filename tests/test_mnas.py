@@ -129,7 +129,10 @@ def test_json_round_trip_and_stable_hash():
         (lambda: MnasSpec.from_json("{"), "not an MnasSpec JSON"),
         (lambda: mnas.sample_mnas(-1), "n must be a non-negative integer"),
         (lambda: mnas.layer_plan(mnas.mobilenet_v2(), variant="svhn"), "variant must be one of"),
-        (lambda: mnas.layer_plan(mnas.mobilenet_v2(), width_multiplier=0), r"width_multiplier must be a number in \(0, 4\]"),
+        (
+            lambda: mnas.layer_plan(mnas.mobilenet_v2(), width_multiplier=0),
+            r"width_multiplier must be a number in \(0, 4\]",
+        ),
     ],
 )
 def test_bad_specs_raise_one_line_errors(make, message):
@@ -173,7 +176,8 @@ def test_width_multiplier_scales_channels_not_residuals():
     quarter = mnas.layer_plan(spec, variant="cifar10", width_multiplier=0.25)
     assert [layer.residual for layer in full] == [layer.residual for layer in quarter]
     assert [layer.out_channels for layer in quarter] == [max(1, round(l.out_channels / 4 + 1e-9)) for l in full]
-    assert mnas.num_params(spec, variant="cifar10", width_multiplier=0.25) < mnas.num_params(spec, variant="cifar10") / 8
+    quarter_params = mnas.num_params(spec, variant="cifar10", width_multiplier=0.25)
+    assert quarter_params < mnas.num_params(spec, variant="cifar10") / 8
 
 
 # -- the JAX network --------------------------------------------------------------------------
@@ -229,8 +233,11 @@ def test_features_and_batch_norm_on_real_images(small_network):
     assert np.isfinite(np.asarray(feats)).all() and float(jnp.std(feats)) > 0
     # One training-mode step moves the moving mean by (1 - momentum) x the batch mean.
     stem = variables["params"]["stem"]["conv"]
-    stem_out = lax.conv_general_dilated(images, stem["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(stats["stem"]["conv"]["mean"], 0.003 * stem_out.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-7)
+    stem_out = lax.conv_general_dilated(
+        images, stem["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    expected_mean = 0.003 * stem_out.mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(stats["stem"]["conv"]["mean"], expected_mean, rtol=1e-3, atol=1e-7)
     assert jax.tree_util.tree_structure(stats) == jax.tree_util.tree_structure(variables["batch_stats"])
     # Inference mode: statistics unchanged, and each image's features ignore the others.
     updated = {**variables, "batch_stats": stats}
@@ -342,7 +349,8 @@ def test_load_image_folder_preprocesses_like_the_paper(image_folder):
     np.testing.assert_allclose(loaded.images[0, :, :112], np.broadcast_to(red, (224, 112, 3)), rtol=1e-6)
     np.testing.assert_allclose(loaded.images[0, :, 112:], np.broadcast_to(blue, (224, 112, 3)), rtol=1e-6)
     # A uniform 300x600 image is resized to 256x512 and stays uniform.
-    np.testing.assert_allclose(loaded.images[5], np.broadcast_to((np.array([200, 100, 52]) - mean) / std, (224, 224, 3)), rtol=1e-6)
+    plain = (np.array([200, 100, 52]) - mean) / std
+    np.testing.assert_allclose(loaded.images[5], np.broadcast_to(plain, (224, 224, 3)), rtol=1e-6)
     pixels = mnas.load_image_folder(image_folder, ["n02_plain"], standardize=False).images
     assert pixels.dtype == np.uint8 and (pixels[0] == (200, 100, 50)).all()
 

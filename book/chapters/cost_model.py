@@ -388,8 +388,10 @@ if results.exists(result_name):
         f"""
         The cached run was computed on {device}. Its achieved rate divides the paper's
         eq. S1 by the recorded feature time, which also includes the batch-norm passes and
-        any compilation that eq. S1 leaves out, so it understates the machine's speed, most
-        for the smallest settings.
+        any compilation that eq. S1 leaves out, so it understates the machine's speed. The
+        run computes the features of each architecture once, for its largest setting, and
+        apportions their time to the smaller settings by images × networks, which is why
+        every setting shows nearly the same rate.
         """
     )
 else:
@@ -404,7 +406,12 @@ if results.exists(bench_result):
     show(f"Benchmark `{bench_result}`: {bench.describe()}.")
     print(bench.table.head(30).to_string(index=False))
 else:
-    show(f"No benchmark result `{bench_result}` has been recorded (run `make bench`).")
+    show(
+        f"""
+        No benchmark result `{bench_result}` is stored: `make bench` (`benchmarks/bench_nngp.py`)
+        prints its measurements without recording them, so this page quotes none.
+        """
+    )
 
 # %% [markdown]
 # ## Cheaper estimates
