@@ -44,6 +44,7 @@ def leaves(tree) -> list[np.ndarray]:
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_real_images(trained, tiny_nb101):
     variables, history = trained
     assert history.steps == 4 * (128 // 32) and history.epoch_loss.shape == (4,)
@@ -66,6 +67,7 @@ def test_training_is_deterministic_and_compiles_once(trained, tiny_nb101, data):
     assert not np.array_equal(other.loss, history.loss)  # the seed orders the batches
 
 
+@pytest.mark.slow
 def test_eager_gradients_compute_the_same_training(trained, tiny_nb101, data):
     net, variables = tiny_nb101
     _, history = training.train(net, variables, data.x_train, data.y_train, **SETTINGS, jit_step=False)
