@@ -11,7 +11,7 @@ from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table
 from nngp_lib.kernels import ensemble_features, monte_carlo_nngp, nngp_from_features
 from nngp_lib.nasbench101 import ModelSpec
-from nngp_lib.networks import Network, layers
+from nngp_lib.networks import convnet, layers
 from nngp_lib.networks import nasbench101 as nb101_net
 
 # As in test_networks: every code path at little compute; with batches of 4 8x8 images
@@ -59,7 +59,7 @@ def test_kernels_are_symmetric_psd_and_deterministic(data, specs):
 
 def test_kernel_is_the_feature_second_moment_over_inits_and_units(data):
     x_train, x_val = data
-    net = _conv_network(16)
+    net = convnet.network(16)
     k_tt, k_vt = monte_carlo_nngp(net, x_train, x_val, ensemble=2, seed=5, bn_batch=0, **BATCH)
     f_train, f_val = [], []
     for index in range(2):  # the documented seeding
@@ -75,7 +75,7 @@ def test_kernel_is_the_feature_second_moment_over_inits_and_units(data):
 
 def test_batching_does_not_change_the_kernel(data):
     x_train, x_val = data
-    net = _conv_network(16, batch_norm=True)
+    net = convnet.network(16, batch_norm=True)
     whole = monte_carlo_nngp(net, x_train, x_val, seed=1, bn_batch=4, batch_size=100)
     batched = monte_carlo_nngp(net, x_train, x_val, seed=1, bn_batch=4, batch_size=3)  # zero-padded
     for a, b in zip(whole, batched):
@@ -131,49 +131,16 @@ def test_scoring_a_new_architecture_compiles_nothing(data, specs):
         assert compiled.count == 0, spec
 
 
-def _conv_network(width: int, *, batch_norm: bool = False) -> Network:
-    """conv3x3-[BN-]ReLU-conv3x3-[BN-]ReLU-global average pool from the NB101 primitives;
-    without batch norm with Gaussian weights of variance 1 / fan_in (neural-tangents'
-    standard parameterization), with it as NB101 initializes."""
-    distribution = "truncated_normal" if batch_norm else "normal"
-
-    def init(key):
-        layers_ = [
-            layers.init_conv_bn(k, 3, c, width, batch_norm=batch_norm, distribution=distribution)
-            for k, c in zip(jax.random.split(key), (3, width))
-        ]
-        return {
-            "params": {f"conv{i}": p for i, (p, _) in enumerate(layers_)},
-            "batch_stats": {f"conv{i}": s for i, (_, s) in enumerate(layers_)},
-        }
-
-    def features(variables, images, *, train=False, bn_momentum=layers.BN_MOMENTUM):
-        h, new_stats = images, {}
-        for name, params in variables["params"].items():
-            h, new_stats[name] = layers.conv_bn_relu(
-                params, variables["batch_stats"][name], h, bn_momentum, train=train
-            )
-        return layers.global_avg_pool(h), new_stats
-
-    return Network(init=init, features=features, apply=None, feature_dim=width, flops=None)
-
-
 @pytest.mark.slow
 def test_monte_carlo_converges_to_neural_tangents_nngp(data):
-    from neural_tangents import stax  # imports TensorFlow: seconds
-
     x = np.concatenate(data)[:4]
-    conv = dict(padding="SAME", W_std=1.0, b_std=None, parameterization="standard")
-    *_, kernel_fn = stax.serial(
-        stax.Conv(1, (3, 3), **conv), stax.Relu(), stax.Conv(1, (3, 3), **conv), stax.Relu(), stax.GlobalAvgPool()
-    )
-    exact = np.asarray(kernel_fn(x, x, "nngp"), np.float64)
+    exact = convnet.analytic_nngp(x)  # imports neural-tangents and TensorFlow: seconds
 
     # Relative error, root-mean-square over seeds, as width x ensemble grows 16-fold.
     samples = np.array([8 * 2, 32 * 8, 128 * 32])
     errors = []
     for width, ensemble in ((8, 2), (32, 8), (128, 32)):
-        net = _conv_network(width)
+        net = convnet.network(width)
         errors.append(
             np.sqrt(
                 np.mean([

@@ -316,3 +316,19 @@ def test_bad_arguments_raise_one_line_errors(table, images):
     variables = net.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match=r"images must be \(N, H, W, 3\) NHWC"):
         net.features(variables, images.transpose(0, 3, 1, 2))
+
+
+def test_convnet_features_flops_and_bad_arguments():
+    from nngp_lib.networks import convnet
+
+    net = convnet.network(8, depth=3)
+    images = np.random.default_rng(0).standard_normal((5, 6, 6, 3)).astype(np.float32)
+    variables = net.init(jax.random.PRNGKey(0))
+    features, _ = net.features(variables, images)
+    assert features.shape == (5, 8) and np.all(np.asarray(features) >= 0)  # pooled ReLUs
+    assert net.flops(6, 6) == 2 * 36 * 9 * (3 * 8 + 8 * 8 + 8 * 8)
+    with_bn = convnet.network(8, batch_norm=True)
+    assert set(with_bn.init(jax.random.PRNGKey(0))["params"]["conv0"]) == {"kernel", "scale", "offset"}
+    with pytest.raises(ValueError, match="width, depth and in_channels >= 1") as error:
+        convnet.network(0)
+    assert "\n" not in str(error.value)

@@ -88,7 +88,7 @@ from nngp_lib.data.cifar10 import CLASS_NAMES, nngp_split
 from nngp_lib.inference import DEFAULT_EPS, nngp_inference
 from nngp_lib.kernels import ensemble_features, monte_carlo_nngp, nngp_from_features
 from nngp_lib.nasbench101 import ModelSpec
-from nngp_lib.networks import Network, layers
+from nngp_lib.networks import convnet
 from nngp_lib.networks import nasbench101 as nb101_net
 
 if not 1 <= heatmap_per_class <= 7:
@@ -410,7 +410,8 @@ show(
 #
 # Where an analytic NNGP kernel exists, the estimate can be checked directly.
 # neural-tangents computes it exactly for networks built from its `stax`
-# layers. We take a small network that both implementations can build:
+# layers. We take a small network that both implementations can build
+# (`nngp_lib.networks.convnet`):
 # conv3x3 → ReLU → conv3x3 → ReLU → global average pooling, without bias,
 # batch norm or max-pooling, with Gaussian weights of variance 1/fan-in (the
 # standard parameterization), on a few CIFAR-10 images averaged down to a
@@ -420,48 +421,14 @@ show(
 # (the finite network's kernel is not the infinite one's).
 
 # %% tags=["hide-input"]
-
-
-def conv_relu_network(width: int) -> Network:
-    """conv3x3-ReLU-conv3x3-ReLU-global average pooling from the NB101 primitives,
-    without bias or batch norm, Gaussian weights of variance 1 / fan-in."""
-
-    def init(key):
-        keys = jax.random.split(key)
-        params = {
-            f"conv{i}": layers.init_conv_bn(k, 3, c, width, batch_norm=False, distribution="normal")[0]
-            for i, (k, c) in enumerate(zip(keys, (3, width)))
-        }
-        return {"params": params, "batch_stats": {}}
-
-    def features(variables, images, *, train=False, bn_momentum=layers.BN_MOMENTUM):
-        h = images
-        for i in range(2):
-            h, _ = layers.conv_bn_relu(variables["params"][f"conv{i}"], None, h)
-        return layers.global_avg_pool(h), variables["batch_stats"]
-
-    return Network(init=init, features=features, apply=None, feature_dim=width, flops=None)
-
-
-def analytic_nngp(images: np.ndarray) -> np.ndarray:
-    """neural-tangents' exact NNGP kernel of the same network (imports TensorFlow: seconds)."""
-    from neural_tangents import stax
-
-    conv = dict(padding="SAME", W_std=1.0, b_std=None, parameterization="standard")
-    *_, kernel_fn = stax.serial(
-        stax.Conv(1, (3, 3), **conv), stax.Relu(), stax.Conv(1, (3, 3), **conv), stax.Relu(), stax.GlobalAvgPool()
-    )
-    return np.asarray(kernel_fn(images, images, "nngp"), dtype=np.float64)
-
-
 factor = 32 // convergence_image_size
 small = data.x_train[:convergence_images]
 small = small.reshape(len(small), convergence_image_size, factor, convergence_image_size, factor, 3).mean(axis=(2, 4))
-exact = analytic_nngp(small)
+exact = convnet.analytic_nngp(small)
 
 errors = []
 for width in convergence_widths:
-    net = conv_relu_network(width)
+    net = convnet.network(width)
     for k in convergence_ensembles:
         relative = [
             np.linalg.norm(monte_carlo_nngp(net, small, small[:1], ensemble=k, seed=s, bn_batch=0)[0] - exact)
