@@ -116,16 +116,21 @@ class ProxyScores:
 
 
 def setting_label(setting: pd.Series | dict, *, extra: Sequence[str] = (), value: str = "nngp_acc") -> str:
-    """A proxy's name: ``"NNGP k=2 n=100 m=200"`` (the paper's k, n, m).
+    """A proxy's name: ``"NNGP k=2 n=100 m=200"`` (the paper's k, n, m), with
+    ``" width=0.5"`` for networks narrower than NB101's.
 
     Args:
-      setting: a row with at least ``ensemble``, ``n_train``, ``n_val``.
+      setting: a row with at least ``ensemble``, ``n_train``, ``n_val`` (and
+        ``width_multiplier``, named when present and not 1).
       extra: further setting fields to name, e.g. those that vary in a run
         (``"seed=1"``, ``"bn_momentum=0"``).
       value: the score column; anything but ``"nngp_acc"`` is named in parentheses,
         e.g. ``"NNGP k=2 n=100 m=200 (leave-one-out eps)"``.
     """
     label = f"NNGP k={int(setting['ensemble'])} n={int(setting['n_train'])} m={int(setting['n_val'])}"
+    width = setting.get("width_multiplier", 1.0)
+    if width != 1.0 and "width_multiplier" not in extra:
+        label += f" width={width:g}"
     for name in extra:
         label += f" {name}={setting[name]:g}" if isinstance(setting[name], float) else f" {name}={setting[name]}"
     if value != "nngp_acc":

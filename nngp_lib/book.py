@@ -29,7 +29,7 @@ def provenance_note(n_architectures: int, source: str, settings: Mapping[str, An
     if n_architectures < 0:
         raise ValueError(f"n_architectures must be >= 0, got {n_architectures}")
     return (
-        f"*Numbers on this page: {n_architectures:,} architectures from {source}; "
+        f"*Numbers on this page: {n_architectures:,} architecture{'s' * (n_architectures != 1)} from {source}; "
         f"settings: {format_settings(settings)}.*"
     )
 

@@ -403,8 +403,21 @@ else:
     )
 if results.exists(bench_result):
     bench = results.read(bench_result)
-    show(f"Benchmark `{bench_result}`: {bench.describe()}.")
-    print(bench.table.head(30).to_string(index=False))
+    summary = bench.provenance["summary"]
+    show(
+        f"""
+        Benchmark `{bench_result}`: {bench.describe()}. At the colab's setting it took
+        {summary['s_per_arch']:.1f} s per architecture on average over {len(bench.table)}
+        architectures, with no XLA compilation for a new architecture in
+        {int((bench.table['compilations'] == 0).sum())} of them. The networks ran at
+        {summary['conv_efficiency']:.2f} of that machine's own throughput on one large 3x3
+        convolution ({summary['reference_gflop_per_s']:.0f} GFLOP/s), and neural-tangents'
+        `monte_carlo_kernel_fn`, doing the same work on
+        {int(bench.table['nt_seconds'].notna().sum())} of them, took
+        {summary['vs_nt_mc']:.1f} times as long (its compilation for each new architecture included).
+        """
+    )
+    print(bench.table.round(3).to_string(index=False))
 else:
     show(
         f"""
