@@ -48,8 +48,9 @@ architecture and proxy, with the seconds it took), resumable like
 :func:`nngp_lib.scoring.score_many`; from the command line, on the architectures of
 another result::
 
-    python -m nngp_lib.proxies --from nb101_nngp --out nb101_proxies
-    python -m nngp_lib.proxies --from nb101_nngp --out nb101_ntk --proxies ntk nngp --limit 30 \
+    python -m nngp_lib.proxies --from nb101_nngp_k1 --out nb101_proxies --limit 200 \
+        --option stem_channels=64
+    python -m nngp_lib.proxies --from nb101_nngp_k1 --out nb101_ntk --proxies ntk nngp --limit 24 \
         --option n_train=50 --option n_val=50 --option stem_channels=32
 
 The end of the module combines proxies (rank average, a linear model on ranks) and
@@ -611,12 +612,11 @@ def _data_dir_option(proxy: str, data_dir) -> dict:
 
 
 def score_result_architectures(
-    source: str,
+    source: str | results_io.Results,
     name: str = "nb101_proxies",
     names: Sequence[str] = ZERO_COST,
     *,
     limit: int | None = None,
-    sample_seed: int = 0,
     results_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     **kwargs: Any,
@@ -624,28 +624,32 @@ def score_result_architectures(
     """:func:`score_proxies` on the architectures of another result (e.g. ``"nb101_nngp"``).
 
     Args:
-      source: a result with a ``hash`` column (NB101 hashes of the table).
+      source: a result with a ``hash`` column (NB101 hashes of the table): its name (read
+        from ``results_dir``) or the result itself.
       name, names: the proxies' result and the proxies.
-      limit: score a seeded random sample of this many of them (``sample_seed``), in
-        the source's order; None: all.
+      limit: score the first ``limit`` of them, in the source's order (None: all). A run of
+        ``nngp-nas score-table --sample`` lists its architectures in a seeded random order,
+        so this is a random sample, and the same one while the source run grows.
       kwargs: passed to :func:`score_proxies` (``seed``, ``options``, ``progress``, ...).
     """
     from nngp_lib.data import nb101_table
     from nngp_lib.nasbench101 import specs_from_table
 
-    hashes = results_io.read(source, results_dir)
-    hashes = pd.unique(hashes.table["hash"])
+    if isinstance(source, str):
+        source = results_io.read(source, results_dir)
+    source_name = source.path.stem
+    hashes = pd.unique(source.table["hash"])
     if limit is not None:
         if not 0 < limit:
             raise ValueError(f"limit must be a positive number of architectures, got {limit}")
-        if limit < len(hashes):
-            chosen = np.sort(np.random.default_rng(sample_seed).choice(len(hashes), limit, replace=False))
-            hashes = hashes[chosen]
+        hashes = hashes[:limit]
     table = nb101_table.load_table(data_dir).set_index("hash")
     missing = [h for h in hashes if h not in table.index]
     if missing:
-        raise ValueError(f"{len(missing)} architectures of {source!r} (e.g. {missing[0]}) are not in the NB101 table")
-    kwargs.setdefault("description", f"training-free proxies of the architectures of {source!r}")
+        raise ValueError(
+            f"{len(missing)} architectures of {source_name!r} (e.g. {missing[0]}) are not in the NB101 table"
+        )
+    kwargs.setdefault("description", f"training-free proxies of the architectures of {source_name!r}")
     return score_proxies(specs_from_table(table.loc[list(hashes)]), names, name, results_dir=results_dir,
                          data_dir=data_dir, **kwargs)
 
@@ -790,8 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", required=True, help="result whose architectures are scored")
     parser.add_argument("--out", required=True, help="result to write (resumed if it exists)")
     parser.add_argument("--proxies", nargs="+", default=list(ZERO_COST), choices=sorted(PROXIES))
-    parser.add_argument("--limit", type=int, default=None, help="score a seeded sample of this many architectures")
-    parser.add_argument("--sample-seed", type=int, default=0, help="seed of --limit's sample")
+    parser.add_argument("--limit", type=int, default=None, help="score the source's first this many architectures")
     parser.add_argument("--seed", type=int, default=0, help="seed of the networks")
     parser.add_argument("--option", action="append", default=[], metavar="[PROXY.]KEY=VALUE",
                         help="proxy option (JSON value); without PROXY., for every chosen proxy accepting KEY")
@@ -801,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = _parse_options(args.option, args.proxies)
         result = score_result_architectures(
-            args.source, args.out, args.proxies, limit=args.limit, sample_seed=args.sample_seed,
+            args.source, args.out, args.proxies, limit=args.limit,
             results_dir=args.results_dir, data_dir=args.data_dir, seed=args.seed, options=options,
             command="python -m nngp_lib.proxies " + " ".join(argv if argv is not None else sys.argv[1:]))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:

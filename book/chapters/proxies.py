@@ -41,7 +41,7 @@
 # training run.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp"  # cached NNGP run (nngp_lib.results); computed here if absent or recompute
+result_name = "nb101_nngp_k1"  # cached NNGP run (nngp_lib.results); computed here if absent or recompute
 proxies_result = "nb101_proxies"  # cached proxies of that run's architectures; computed here if absent or recompute
 ntk_result = "nb101_ntk"  # cached empirical NTK and matching NNGP of a subset; computed here if absent or recompute
 recompute = False  # compute the three results even if they exist (each resumes a run with the same settings)
@@ -78,7 +78,7 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto finds no ipywidgets here
 
 from nngp_lib import analysis, metrics, plotting, proxies, results, scoring
-from nngp_lib.book import provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
 from nngp_lib.nasbench101 import specs_from_table
 
@@ -92,43 +92,47 @@ plotting.enable_offline_renderer()
 table = nb101_table.load_table()
 TRUTH = analysis.TRUTH_COLUMN
 
-# The NNGP run: the lead's cached one, or a small one computed here.
-if results.exists(result_name) and not recompute:
-    run = results.read(result_name)
-else:
+
+
+def compute_nngp(results_dir) -> results.Results:
     drawn = table.sample(n=num_architectures, random_state=seed)
-    run = scoring.score_many(
+    return scoring.score_many(
         specs_from_table(drawn),
         [scoring.Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed)
          for k, n, m in itertools.product(ensembles, n_trains, n_vals)],
-        result_name, progress=False,
+        result_name, results_dir=results_dir, progress=False,
         description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
         command=f"book/chapters/proxies.py (num_architectures={num_architectures}, ensembles={ensembles}, "
         f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
     )
 
 
-def cached_or_computed(name: str, names: list[str], limit: int, options: dict) -> results.Results:
-    """A proxies result of the NNGP run's architectures: read, or computed on a seeded sample."""
-    if results.exists(name) and not recompute:
-        return results.read(name)
-    return proxies.score_result_architectures(
-        result_name, name, names, limit=limit, sample_seed=seed, seed=seed, options=options, progress=False,
-        command=f"book/chapters/proxies.py ({name}: proxies {names}, limit={limit}, seed={seed}, options={options})",
-    )
+def proxies_of_run(name: str, names: list[str], limit: int, options: dict):
+    """``compute(results_dir)`` scoring the first ``limit`` of the NNGP run's architectures."""
+    def compute(results_dir) -> results.Results:
+        return proxies.score_result_architectures(
+            run, name, names, limit=limit, seed=seed, options=options, progress=False,
+            results_dir=results_dir,
+            command=f"book/chapters/proxies.py ({name}: proxies {names} of {result_name}, limit={limit}, "
+            f"seed={seed}, options={options})",
+        )
+    return compute
 
 
-zero_cost_run = cached_or_computed(
+# Each result is the committed full-scale run when there is one, else computed here at
+# the small default scale into a scratch folder (never into results/).
+run, _ = cached_or_computed(result_name, compute_nngp, recompute=recompute)
+zero_cost_run, _ = cached_or_computed(proxies_result, proxies_of_run(
     proxies_result, proxy_names, num_architectures,
     {p: o for p, o in {"naswot": {"batch_size": naswot_batch, "stem_channels": proxy_stem_channels},
                        "synflow": {"stem_channels": proxy_stem_channels},
                        "snip": {"batch_size": gradient_batch, "stem_channels": proxy_stem_channels},
                        "grad_norm": {"batch_size": gradient_batch, "stem_channels": proxy_stem_channels},
                        }.items() if p in proxy_names},
-)
+), recompute=recompute)
 ntk_options = {"n_train": ntk_n_train, "n_val": ntk_n_val, "stem_channels": ntk_stem_channels}
-ntk_run = cached_or_computed(ntk_result, ["ntk", "nngp"], ntk_architectures, {"ntk": ntk_options,
-                                                                                "nngp": ntk_options})
+ntk_run, _ = cached_or_computed(ntk_result, proxies_of_run(
+    ntk_result, ["ntk", "nngp"], ntk_architectures, {"ntk": ntk_options, "nngp": ntk_options}), recompute=recompute)
 
 # One score matrix over the architectures scored by NNGP at every setting and by every proxy.
 nngp_scores = analysis.proxy_scores(run.table, table, values=("nngp_acc",), epochs=())
