@@ -16,7 +16,7 @@ import pytest
 
 from nngp_lib import config
 from nngp_lib.data import cifar10, download
-from nngp_lib.data.cifar10 import balanced_subsets, load_cifar10, nngp_split, standardize
+from nngp_lib.data.cifar10 import balanced_subsets, downsample, load_cifar10, nngp_split, standardize
 
 # The shared copy's batches (documented in the data README): 1102 + 4 x 1017 training rows.
 SHARED_TRAIN_ROWS = (1102, 1017, 1017, 1017, 1017)
@@ -278,3 +278,18 @@ def test_verify_md5(tmp_path):
     with pytest.raises(download.ChecksumError, match="was deleted"):
         download.verify_md5(path, download.CIFAR10_MD5)
     assert not path.exists()
+
+
+def test_downsample_averages_blocks_and_rejects_bad_sizes(train_batches):
+    images = standardize(train_batches.images[:5])
+    half = downsample(images, 16)
+    assert half.shape == (5, 16, 16, 3) and half.dtype == np.float32
+    np.testing.assert_allclose(half[2, 7, 9], images[2, 14:16, 18:20].mean(axis=(0, 1)), rtol=1e-5)
+    np.testing.assert_allclose(half.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=1e-5)  # means kept
+    assert downsample(images, 32) is images
+    for bad in (12, 0, 64):
+        with pytest.raises(ValueError, match="image size must divide 32") as error:
+            downsample(images, bad)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="square images"):
+        downsample(images[:, :, :16], 8)

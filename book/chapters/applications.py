@@ -30,7 +30,7 @@
 # accuracy (one training run) as the ground truth.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
+result_name = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
 recompute = False  # True: score (or resume) `result_name` into results/ with the settings below
 num_architectures = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
 ensembles = [1]  # ensemble sizes k when computing (each at least 1)

@@ -89,7 +89,7 @@ def compute_default(results_dir):
 
 def compute_bn0(results_dir):
     """The cheapest setting of the default run, at momentum 0, on some of its architectures."""
-    runs = default_run.table[list(scoring.SETTING_COLUMNS)].drop_duplicates()
+    runs = scoring.complete_settings(default_run.table)[list(scoring.SETTING_COLUMNS)].drop_duplicates()
     cheapest = runs.loc[[(runs["ensemble"] * (runs["n_train"] + runs["n_val"])).idxmin()]].to_dict("records")[0]
     cheapest.update(bn_momentum=0.0, width_multiplier=float(cheapest["width_multiplier"]))
     setting = scoring.Setting(**cheapest)

@@ -41,7 +41,7 @@
 # the noise of a single training.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp"  # cached run to read from results/ (computed there if absent or recompute)
+result_name = "nb101_nngp_k1"  # cached run to read from results/ (computed there if absent or recompute)
 recompute = False  # score the architectures below even if the result exists (resumes a run with the same settings)
 num_architectures = 10  # architectures drawn from the NB101 table when computing (10..30001; 10-60 s each on a CPU)
 ensembles = [1]  # ensemble numbers k to score when computing (each at least 1)
@@ -584,7 +584,9 @@ show(
     **Scale.** The paper scores all 423,624 cells of NAS-Bench-101 on accelerators, at many settings
     up to thousands of images; we score {n:,} architectures drawn from a 30,001-row public subset of
     the table, at {len(NNGP)} setting{"s" * (len(NNGP) > 1)} with k up to {run_settings["ensemble"].max()},
-    n up to {run_settings["n_train"].max()} and m up to {run_settings["n_val"].max()}, on a CPU
+    n up to {run_settings["n_train"].max()} and m up to {run_settings["n_val"].max()}, with networks of
+    stem width {listing([str(scoring.stem_channels(w)) for w in sorted(set(info.loc[NNGP, "width_multiplier"]))])}
+    (NAS-Bench-101's: 128), on a CPU
     ({total_hours:.1f} hours of feature computation recorded in the run). Our ground truth is one 108-epoch
     training run, the paper's the mean of three. With {n:,} architectures every tau carries an
     interval of about ±{half_width:.3f}.

@@ -149,7 +149,7 @@ if n < 6:
     raise ValueError(f"only {n} architectures carry every score: score more (num_architectures) or check the runs")
 
 # Measured cost: median seconds per architecture of each score, as its run recorded it.
-nngp_seconds = run.table[run.table["hash"].isin(scores.index)].merge(
+nngp_seconds = scoring.complete_settings(run.table)[run.table["hash"].isin(scores.index)].merge(
     nngp_scores.proxies.reset_index()[["proxy", *scoring.SETTING_COLUMNS]], on=list(scoring.SETTING_COLUMNS)
 ).groupby("proxy")["seconds"].median()
 proxy_seconds = zero_cost_run.table[zero_cost_run.table["hash"].isin(scores.index)].groupby("proxy")[
