@@ -112,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row))
         elif args.command == "score-table":
             from nngp_lib import nasbench101, scoring
+            from nngp_lib.data.nb101_table import sample_rows
 
             if args.sample is not None:
                 table = nasbench101.load_table(args.data_dir)
                 if not 0 < args.sample <= len(table):
                     raise SystemExit(f"nngp-nas: --sample must be in 1..{len(table)}, got {args.sample}")
-                hashes = table.sample(args.sample, random_state=args.sample_seed)["hash"].tolist()
+                hashes = sample_rows(table, args.sample, args.sample_seed)["hash"].tolist()
             else:
                 hashes = [line.strip() for line in args.hashes.read_text().splitlines() if line.strip()]
             specs = _hashes_to_specs(hashes, args.data_dir)

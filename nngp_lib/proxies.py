@@ -48,9 +48,9 @@ architecture and proxy, with the seconds it took), resumable like
 :func:`nngp_lib.scoring.score_many`; from the command line, on the architectures of
 another result::
 
-    python -m nngp_lib.proxies --from nb101_nngp_k1 --out nb101_proxies --limit 200 \
+    python -m nngp_lib.proxies --sample 100 --sample-seed 0 --out nb101_proxies \
         --option stem_channels=64
-    python -m nngp_lib.proxies --from nb101_nngp_k1 --out nb101_ntk --proxies ntk nngp --limit 24 \
+    python -m nngp_lib.proxies --sample 24 --sample-seed 0 --out nb101_ntk --proxies ntk nngp \
         --option n_train=50 --option n_val=50 --option stem_channels=32
 
 The end of the module combines proxies (rank average, a linear model on ranks) and
@@ -787,11 +787,15 @@ def held_out_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nngp_lib.proxies --from nb101_nngp --out nb101_proxies [...]``."""
+    """``python -m nngp_lib.proxies (--from RESULT | --sample N) --out NAME [...]``."""
     parser = argparse.ArgumentParser(
         prog="python -m nngp_lib.proxies",
         description="Score the architectures of a result with training-free proxies.")
-    parser.add_argument("--from", dest="source", required=True, help="result whose architectures are scored")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--from", dest="source", help="result whose architectures are scored")
+    which.add_argument("--sample", type=int, help="a seeded random sample of this many rows of the NB101 table "
+                       "(as nngp-nas score-table --sample: the same architectures, in the same order)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of --sample")
     parser.add_argument("--out", required=True, help="result to write (resumed if it exists)")
     parser.add_argument("--proxies", nargs="+", default=list(ZERO_COST), choices=sorted(PROXIES))
     parser.add_argument("--limit", type=int, default=None, help="score the source's first this many architectures")
@@ -803,10 +807,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = _parse_options(args.option, args.proxies)
-        result = score_result_architectures(
-            args.source, args.out, args.proxies, limit=args.limit,
-            results_dir=args.results_dir, data_dir=args.data_dir, seed=args.seed, options=options,
-            command="python -m nngp_lib.proxies " + " ".join(argv if argv is not None else sys.argv[1:]))
+        command = "python -m nngp_lib.proxies " + " ".join(argv if argv is not None else sys.argv[1:])
+        if args.source is not None:
+            result = score_result_architectures(
+                args.source, args.out, args.proxies, limit=args.limit, results_dir=args.results_dir,
+                data_dir=args.data_dir, seed=args.seed, options=options, command=command)
+        else:
+            from nngp_lib.data import nb101_table
+            from nngp_lib.nasbench101 import specs_from_table
+
+            drawn = nb101_table.sample_rows(nb101_table.load_table(args.data_dir), args.sample, args.sample_seed)
+            result = score_proxies(
+                specs_from_table(drawn[: args.limit]), args.proxies, args.out, results_dir=args.results_dir,
+                data_dir=args.data_dir, seed=args.seed, options=options, command=command,
+                description=f"training-free proxies of {args.sample} NAS-Bench-101 architectures drawn with seed "
+                f"{args.sample_seed}")
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"nngp_lib.proxies: {err}", file=sys.stderr)
         return 2

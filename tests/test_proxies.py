@@ -11,7 +11,7 @@ import pytest
 
 from nngp_lib import proxies, results
 from nngp_lib.data.cifar10 import nngp_split
-from nngp_lib.data.nb101_table import load_table
+from nngp_lib.data.nb101_table import load_table, sample_rows
 from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.networks import layers
 from nngp_lib.networks import nasbench101 as nb101_net
@@ -249,6 +249,15 @@ def test_command_line_scores_the_architectures_of_a_result(specs, tmp_path, data
     scored = results.read("zero", tmp_path)
     assert list(pd.unique(scored.table["hash"])) == [s.hash() for s in specs[:3]]  # the source's first 3
     assert scored.provenance["command"].startswith("python -m nngp_lib.proxies --from nngp_run")
+
+    assert proxies.main(["--sample", "4", "--sample-seed", "3", "--out", "drawn", "--proxies", "params",
+                         "--results-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
+    drawn = results.read("drawn", tmp_path)
+    table = load_table(data_dir)
+    assert drawn.table["hash"].tolist() == table.sample(4, random_state=3)["hash"].tolist()
+    assert drawn.table["hash"].tolist()[:2] == sample_rows(table, 2, 3)["hash"].tolist()  # a prefix
+    assert proxies.main(["--sample", "0", "--out", "none", "--data-dir", str(data_dir)]) == 2
+    assert "sample size must be in 1..30001" in capsys.readouterr().err
 
     assert proxies.main(argv[:4] + ["--proxies", "naswot", "--option", "naswot.bad=1",
                                     "--results-dir", str(tmp_path)]) == 2

@@ -81,6 +81,21 @@ def load_table(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     return _read_table_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size).copy()
 
 
+def sample_rows(table: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows of the table drawn at random without replacement with ``seed``.
+
+    The draw is a prefix of one seeded permutation of the rows (pandas' ``sample``
+    with NumPy's ``RandomState``), so the first ``n`` rows of a larger sample with the
+    same seed are this sample: runs of different sizes share their architectures.
+
+    Raises:
+      ValueError: ``n`` outside ``1..len(table)`` (one line).
+    """
+    if not 0 < n <= len(table):
+        raise ValueError(f"sample size must be in 1..{len(table)}, got {n}")
+    return table.sample(n, random_state=seed)
+
+
 @functools.lru_cache(maxsize=4)
 def _read_table_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     del mtime_ns, size  # part of the cache key only: a rewritten file is read again
