@@ -106,7 +106,7 @@ browser: $(BOOK_HTML) chromium
 	$(PY) -m pytest -q -m browser tests/browser
 
 bench: venv
-	$(PY) -m benchmarks.bench_nngp
+	$(PY) -m benchmarks.bench_nngp $(ARGS)
 
 clean:
 	rm -rf _build book/executed artifacts/screenshots
