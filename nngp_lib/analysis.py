@@ -43,7 +43,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from nngp_lib import cost, metrics
-from nngp_lib.scoring import IMAGE_SIZE, SETTING_COLUMNS, complete_settings
+from nngp_lib.scoring import SETTING_COLUMNS, complete_settings
 
 TRUTH_COLUMN = "val_acc_108"
 """The NB101 table's ground truth: validation accuracy after 108 epochs (one training run)."""
@@ -117,7 +117,8 @@ class ProxyScores:
 
 def setting_label(setting: pd.Series | dict, *, extra: Sequence[str] = (), value: str = "nngp_acc") -> str:
     """A proxy's name: ``"NNGP k=2 n=100 m=200"`` (the paper's k, n, m), with
-    ``" width=0.5"`` for networks narrower than NB101's and ``" 16x16px"`` for smaller images.
+    ``" width=0.5"`` for networks narrower than NB101's and ``" pixels/4"`` for images
+    downsampled by 2.
 
     Args:
       setting: a row with at least ``ensemble``, ``n_train``, ``n_val`` (and
@@ -131,9 +132,9 @@ def setting_label(setting: pd.Series | dict, *, extra: Sequence[str] = (), value
     width = setting.get("width_multiplier", 1.0)
     if width != 1.0 and "width_multiplier" not in extra:
         label += f" width={width:g}"
-    size = setting.get("image_size", IMAGE_SIZE)
-    if size != IMAGE_SIZE and "image_size" not in extra:
-        label += f" {size:g}x{size:g}px"
+    factor = setting.get("downsample_factor", 1)
+    if factor != 1 and "downsample_factor" not in extra:
+        label += f" pixels/{factor ** 2:g}"
     for name in extra:
         label += f" {name}={setting[name]:g}" if isinstance(setting[name], float) else f" {name}={setting[name]}"
     if value != "nngp_acc":
@@ -249,8 +250,8 @@ def proxy_costs(
 
     Args:
       proxies: :attr:`ProxyScores.proxies` (``kind``, ``ensemble``, ``n_train``,
-        ``n_val``, ``width_multiplier``, ``epochs``, optionally ``image_size``: F of an
-        NNGP proxy on smaller images is scaled by the share of pixels).
+        ``n_val``, ``width_multiplier``, ``epochs``, optionally ``downsample_factor``: F of
+        an NNGP proxy on downsampled images is scaled by the share of pixels).
       flops_per_image: F, mean forward FLOPs per image of the full-width networks (e.g.
         ``np.mean([spec.flops() for spec in specs])``), or a mapping from width multiplier
         to the mean F of the networks at that width (which must hold 1.0, for training,
@@ -278,8 +279,8 @@ def proxy_costs(
     row_widths = widths[nngp]
     # Fewer pixels shrink every feature map alike: the convolutions' FLOPs scale with the
     # pixels (the dense readout, about 1e-5 of F, is counted as if scaled too).
-    sizes = rows["image_size"].fillna(IMAGE_SIZE) if "image_size" in rows else IMAGE_SIZE
-    pixels = (np.asarray(sizes, dtype=float) / IMAGE_SIZE) ** 2
+    factors = rows["downsample_factor"].fillna(1) if "downsample_factor" in rows else 1
+    pixels = 1.0 / np.asarray(factors, dtype=float) ** 2
     flops[nngp] = cost.nngp_flops(
         np.array([by_width[w] for w in row_widths]) * pixels, rows["n_train"].to_numpy(), rows["n_val"].to_numpy(),
         rows["ensemble"].to_numpy(), feature_dim=np.round(cost.NB101_FEATURE_DIM * row_widths), **nngp_kwargs,

@@ -34,8 +34,8 @@ def _add_setting_arguments(parser: argparse.ArgumentParser, many: bool) -> None:
                         help="momentum of the batch-norm pass (0.997 as NB101; 0 = batch statistics)")
     parser.add_argument("--width-multiplier", type=float, default=1.0,
                         help="channels relative to NB101 (cheaper, noisier estimate below 1)")
-    parser.add_argument("--image-size", type=int, default=32, choices=(32, 16, 8),
-                        help="side of the images fed to the networks (2x2-block averages at 16: cheaper)")
+    parser.add_argument("--downsample-factor", type=int, default=1, choices=(1, 2, 4),
+                        help="feed the networks images averaged over blocks of this side (cheaper above 1)")
     parser.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
 
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
             spec = _spec_from_args(args)
             setting = scoring.Setting(args.ensemble, args.n_train, args.n_val, args.seed, args.data_seed,
-                                      args.bn_momentum, args.width_multiplier, args.image_size)
+                                      args.bn_momentum, args.width_multiplier, args.downsample_factor)
             data = scoring.nngp_split(args.n_train, args.n_val, seed=args.data_seed, data_dir=args.data_dir)
             (row,) = scoring.score_spec(spec, [setting], data)
             print(json.dumps(row))
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             specs = _hashes_to_specs(hashes, args.data_dir)
             settings = [
                 scoring.Setting(k, n, m, args.seed, args.data_seed, args.bn_momentum, args.width_multiplier,
-                                args.image_size)
+                                args.downsample_factor)
                 for k, n, m in itertools.product(args.ensemble, args.n_train, args.n_val)
             ]
             result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,

@@ -35,8 +35,7 @@ from nngp_lib.inference import nngp_inference
 from nngp_lib.nasbench101 import STEM_CHANNELS, ModelSpec
 
 
-IMAGE_SIZE = 32  # CIFAR-10's
-IMAGE_SIZES = (32, 16, 8)  # NB101 networks halve the feature maps twice: 8 still leaves 2x2
+DOWNSAMPLE_FACTORS = (1, 2, 4)  # CIFAR-10's 32x32 -> 32, 16, 8: NB101 networks still halve them twice
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,10 @@ class Setting:
         moving statistics (NB101's 0.997; 0 makes them the batch statistics).
       width_multiplier: channels of the Monte-Carlo networks relative to NB101's
         (a cheaper estimate: cost falls with its square).
-      image_size: side of the images fed to the networks: CIFAR-10's 32, or a divisor
-        of it (2x2-block averages at 16, see :func:`nngp_lib.data.cifar10.downsample`):
-        a cheaper estimate, cost falls with the number of pixels.
+      downsample_factor: the networks see the images averaged over blocks of this many
+        pixels a side (1: as they are; 2: CIFAR-10 at 16x16; see
+        :func:`nngp_lib.data.cifar10.downsample`): a cheaper estimate, cost falls with
+        the number of pixels.
     """
 
     ensemble: int = 2
@@ -65,7 +65,7 @@ class Setting:
     data_seed: int = 0
     bn_momentum: float = 0.997
     width_multiplier: float = 1.0
-    image_size: int = IMAGE_SIZE
+    downsample_factor: int = 1
 
     def __post_init__(self):
         if self.ensemble < 1:
@@ -79,13 +79,13 @@ class Setting:
             raise ValueError(f"bn_momentum must be in [0, 1], got {self.bn_momentum}")
         if not 0.0 < self.width_multiplier <= 4.0:
             raise ValueError(f"width_multiplier must be in (0, 4], got {self.width_multiplier}")
-        if self.image_size not in IMAGE_SIZES:
-            raise ValueError(f"image_size must be one of {IMAGE_SIZES} (divisors of 32), got {self.image_size}")
+        if self.downsample_factor not in DOWNSAMPLE_FACTORS:
+            raise ValueError(f"downsample_factor must be one of {DOWNSAMPLE_FACTORS}, got {self.downsample_factor}")
 
     @property
     def network_key(self) -> tuple:
         """Settings that share networks (and so can share features)."""
-        return (self.seed, self.bn_momentum, self.width_multiplier, self.image_size)
+        return (self.seed, self.bn_momentum, self.width_multiplier, self.downsample_factor)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,7 +118,7 @@ def nngp_accuracy(
     data_seed: int = 0,
     bn_momentum: float = 0.997,
     width_multiplier: float = 1.0,
-    image_size: int = IMAGE_SIZE,
+    downsample_factor: int = 1,
     data_dir: str | os.PathLike | None = None,
 ) -> float:
     """NNGP validation accuracy of one NB101 cell on CIFAR-10 (the paper's score).
@@ -126,7 +126,7 @@ def nngp_accuracy(
     The best accuracy over the paper's eps grid; see :func:`score_spec` for the
     leave-one-out variant and the timing.
     """
-    setting = Setting(ensemble, n_train, n_val, seed, data_seed, bn_momentum, width_multiplier, image_size)
+    setting = Setting(ensemble, n_train, n_val, seed, data_seed, bn_momentum, width_multiplier, downsample_factor)
     data = nngp_split(n_train, n_val, seed=data_seed, data_dir=data_dir)
     return float(score_spec(spec, [setting], data)[0]["nngp_acc"])
 
@@ -159,14 +159,14 @@ def score_spec(spec: ModelSpec, settings: Sequence[Setting], data: NNGPData) -> 
         groups.setdefault(setting.network_key, []).append(setting)
 
     spec_hash = spec.hash()
-    for (seed, bn_momentum, width, image_size), group in groups.items():
+    for (seed, bn_momentum, width, factor), group in groups.items():
         ensemble = max(s.ensemble for s in group)
         n_train = max(s.n_train for s in group)
         n_val = max(s.n_val for s in group)
         network = nb101_net.network(spec, stem_channels=stem_channels(width))
         start = time.perf_counter()
         f_train, f_val = kernels.ensemble_features(
-            network, downsample(data.x_train[:n_train], image_size), downsample(data.x_val[:n_val], image_size),
+            network, downsample(data.x_train[:n_train], factor), downsample(data.x_val[:n_val], factor),
             ensemble=ensemble, seed=seed, bn_momentum=bn_momentum,
         )
         seconds = time.perf_counter() - start
@@ -286,9 +286,9 @@ def _precompile(settings: Sequence[Setting]) -> None:
     n_train = max(s.n_train for s in settings)
     n_val = max(s.n_val for s in settings)
     batch = kernels.inference_batch_size(n_train, n_val)
-    for width, size in sorted({(s.width_multiplier, s.image_size) for s in settings}):
+    for width, factor in sorted({(s.width_multiplier, s.downsample_factor) for s in settings}):
         nb101_net.precompile(batch_size=batch, train_batch_size=kernels.default_bn_batch(n_train),
-                             stem_channels=stem_channels(width), image_size=(size, size))
+                             stem_channels=stem_channels(width), image_size=(32 // factor, 32 // factor))
 
 
 def _append(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:

@@ -280,16 +280,17 @@ def test_verify_md5(tmp_path):
     assert not path.exists()
 
 
-def test_downsample_averages_blocks_and_rejects_bad_sizes(train_batches):
+def test_downsample_averages_blocks_and_rejects_bad_factors(train_batches):
     images = standardize(train_batches.images[:5])
-    half = downsample(images, 16)
+    half = downsample(images, 2)
     assert half.shape == (5, 16, 16, 3) and half.dtype == np.float32
     np.testing.assert_allclose(half[2, 7, 9], images[2, 14:16, 18:20].mean(axis=(0, 1)), rtol=1e-5)
     np.testing.assert_allclose(half.mean(axis=(1, 2)), images.mean(axis=(1, 2)), atol=1e-5)  # means kept
-    assert downsample(images, 32) is images
-    for bad in (12, 0, 64):
-        with pytest.raises(ValueError, match="image size must divide 32") as error:
+    assert downsample(images, 1) is images
+    assert downsample(images[:, :, :16], 4).shape == (5, 8, 4, 3)
+    for bad in (3, 0, 64, 2.0):
+        with pytest.raises(ValueError, match="downsample factor must be a positive divisor of 32x32") as error:
             downsample(images, bad)
         assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match="square images"):
-        downsample(images[:, :, :16], 8)
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\) images"):
+        downsample(images[0], 2)

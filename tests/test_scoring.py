@@ -76,38 +76,38 @@ def test_score_many_writes_resumes_and_records_provenance(specs, tmp_path, data_
 
 
 def test_smaller_images_are_the_kernel_of_block_averaged_images(specs, data):
-    """image_size=16 scores the network on 2x2-block means of the same images; it is a
+    """downsample_factor=2 scores the network on 2x2-block means of the same images; it is a
     different (cheaper) estimate, sharing nothing with the 32x32 setting."""
     full = scoring.Setting(ensemble=1, n_train=20, n_val=30, width_multiplier=NARROW)
-    small = scoring.Setting(ensemble=1, n_train=20, n_val=30, width_multiplier=NARROW, image_size=16)
+    small = scoring.Setting(ensemble=1, n_train=20, n_val=30, width_multiplier=NARROW, downsample_factor=2)
     assert full.network_key != small.network_key
     row_full, row_small = scoring.score_spec(specs[1], [full, small], data)
-    assert row_small["image_size"] == 16 and row_full["image_size"] == 32
+    assert row_small["downsample_factor"] == 2 and row_full["downsample_factor"] == 1
 
     network = nb101_net.network(specs[1], stem_channels=scoring.stem_channels(NARROW))
-    x_train = scoring.downsample(data.x_train[:20], 16)
+    x_train = scoring.downsample(data.x_train[:20], 2)
     assert x_train.shape == (20, 16, 16, 3)
     np.testing.assert_allclose(x_train[3, 0, 0], data.x_train[3, :2, :2].mean(axis=(0, 1)), rtol=1e-5)
-    k_tt, k_vt = kernels.monte_carlo_nngp(network, x_train, scoring.downsample(data.x_val, 16), ensemble=1, seed=0)
+    k_tt, k_vt = kernels.monte_carlo_nngp(network, x_train, scoring.downsample(data.x_val, 2), ensemble=1, seed=0)
     direct = nngp_inference(k_tt, k_vt, data.y_train[:20], data.y_val)
     assert row_small["nngp_acc"] == pytest.approx(direct.best_accuracy)
 
 
 def test_runs_recorded_before_a_setting_existed_read_and_resume(specs, tmp_path, data_dir):
-    """A result written without the image_size column (and setting) resumes as image_size=32."""
+    """A result written without the downsample_factor column (and setting) resumes with factor 1."""
     settings = [scoring.Setting(ensemble=1, n_train=20, n_val=20, width_multiplier=NARROW)]
     first = scoring.score_many(specs[:1], settings, "old", results_dir=tmp_path, data_dir=data_dir, progress=False)
     record = dict(first.provenance)
     record["settings"] = {**record["settings"],
-                          "settings": [{k: v for k, v in s.items() if k != "image_size"}
+                          "settings": [{k: v for k, v in s.items() if k != "downsample_factor"}
                                        for s in record["settings"]["settings"]]}
-    results.write("old", first.table.drop(columns="image_size"), record, tmp_path)
-    assert "image_size" not in results.read("old", tmp_path).table
-    assert scoring.complete_settings(results.read("old", tmp_path).table)["image_size"].tolist() == [32]
+    results.write("old", first.table.drop(columns="downsample_factor"), record, tmp_path)
+    assert "downsample_factor" not in results.read("old", tmp_path).table
+    assert scoring.complete_settings(results.read("old", tmp_path).table)["downsample_factor"].tolist() == [1]
 
     resumed = scoring.score_many(specs[:1], settings, "old", results_dir=tmp_path, data_dir=data_dir,
                                  progress=False)
-    assert len(resumed.table) == 1 and resumed.table["image_size"].tolist() == [32]
+    assert len(resumed.table) == 1 and resumed.table["downsample_factor"].tolist() == [1]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_runs_recorded_before_a_setting_existed_read_and_resume(specs, tmp_path,
         ({"n_train": 5}, "need n_train >= 10"),
         ({"bn_momentum": 1.5}, r"bn_momentum must be in \[0, 1\]"),
         ({"width_multiplier": 0}, "width_multiplier must be in"),
-        ({"image_size": 12}, r"image_size must be one of \(32, 16, 8\)"),
+        ({"downsample_factor": 3}, r"downsample_factor must be one of \(1, 2, 4\)"),
     ],
 )
 def test_impossible_settings_are_one_line_errors(kwargs, message):

@@ -60,7 +60,7 @@ from scipy import optimize, stats
 from nngp_lib import cost, plotting, results, scoring
 from nngp_lib.book import provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.data.cifar10 import nngp_split
+from nngp_lib.data.cifar10 import downsample, nngp_split
 from nngp_lib.inference import nngp_inference
 from nngp_lib.kernels import monte_carlo_nngp
 from nngp_lib.metrics import pearson
@@ -221,16 +221,10 @@ data = nngp_split(timing_n_train, timing_n_val, seed=seed)
 bn_batch = min(timing_n_train, 100)  # monte_carlo_nngp's default batch-norm pass
 
 
-def half_resolution(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) -> (N, H/2, W/2, C): the mean of each 2x2 block of pixels."""
-    n, h, w, c = images.shape
-    return images.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
 VARIANTS = {  # name -> (network arguments, training images, validation images)
     "full": ({}, data.x_train, data.x_val),
     "half width": ({"stem_channels": scoring.stem_channels(0.5)}, data.x_train, data.x_val),
-    "16x16 images": ({}, half_resolution(data.x_train), half_resolution(data.x_val)),
+    "16x16 images": ({}, downsample(data.x_train, 2), downsample(data.x_val, 2)),  # Setting(downsample_factor=2)
 }
 
 labels = {position: sample["hash"][position][:8] for position in timed}  # short hashes name the cells

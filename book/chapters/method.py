@@ -84,7 +84,7 @@ import pandas as pd
 from nngp_lib import plotting
 from nngp_lib.book import provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.data.cifar10 import CLASS_NAMES, nngp_split
+from nngp_lib.data.cifar10 import CLASS_NAMES, downsample, nngp_split
 from nngp_lib.inference import DEFAULT_EPS, nngp_inference
 from nngp_lib.kernels import ensemble_features, monte_carlo_nngp, nngp_from_features
 from nngp_lib.nasbench101 import ModelSpec
@@ -421,9 +421,7 @@ show(
 # (the finite network's kernel is not the infinite one's).
 
 # %% tags=["hide-input"]
-factor = 32 // convergence_image_size
-small = data.x_train[:convergence_images]
-small = small.reshape(len(small), convergence_image_size, factor, convergence_image_size, factor, 3).mean(axis=(2, 4))
+small = downsample(data.x_train[:convergence_images], 32 // convergence_image_size)
 exact = convnet.analytic_nngp(small)
 
 errors = []

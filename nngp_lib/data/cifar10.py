@@ -177,28 +177,27 @@ def standardize(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) - mean) / std
 
 
-def downsample(images: np.ndarray, size: int) -> np.ndarray:
-    """Images averaged down to ``size x size`` pixels over non-overlapping blocks.
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """Images averaged over non-overlapping ``factor x factor`` blocks of pixels.
 
     A cheaper input for the Monte-Carlo networks: an NB101 network's FLOPs fall with the
-    number of pixels (its feature maps shrink from 32, 16, 8 to 16, 8, 4 at ``size`` 16).
+    number of pixels (at ``factor`` 2 its feature maps shrink from 32, 16, 8 to 16, 8, 4).
 
     Args:
-      images: ``(N, H, H, C)`` square images.
-      size: output side; it must divide ``H``. ``size == H`` returns ``images`` unchanged.
+      images: ``(N, H, W, C)`` images.
+      factor: block side; it must divide ``H`` and ``W``. 1 returns ``images`` unchanged.
 
-    Returns ``(N, size, size, C)`` images of the same dtype (float inputs stay exact means).
+    Returns ``(N, H / factor, W / factor, C)`` images of the same dtype.
     """
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] != images.shape[2]:
-        raise ValueError(f"downsample expects (N, H, H, C) square images, got shape {images.shape}")
-    side = images.shape[1]
-    if not (isinstance(size, (int, np.integer)) and 0 < size <= side and side % size == 0):
-        raise ValueError(f"image size must divide {side} (e.g. {side // 2}), got {size!r}")
-    if size == side:
+    if images.ndim != 4:
+        raise ValueError(f"downsample expects (N, H, W, C) images, got shape {images.shape}")
+    _, height, width, channels = images.shape
+    if not (isinstance(factor, (int, np.integer)) and factor >= 1 and height % factor == 0 and width % factor == 0):
+        raise ValueError(f"downsample factor must be a positive divisor of {height}x{width} (e.g. 2), got {factor!r}")
+    if factor == 1:
         return images
-    factor = side // size
-    blocks = images.reshape(len(images), size, factor, size, factor, images.shape[3])
+    blocks = images.reshape(len(images), height // factor, factor, width // factor, factor, channels)
     return blocks.mean(axis=(2, 4), dtype=np.float64).astype(images.dtype, copy=False)
 
 
