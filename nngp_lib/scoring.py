@@ -278,6 +278,45 @@ def score_many(
     return results_io.read(name, results_dir)
 
 
+def score_sample(
+    name: str,
+    num_architectures: int,
+    *,
+    ensembles: Sequence[int] = (2,),
+    n_trains: Sequence[int] = (100,),
+    n_vals: Sequence[int] = (200,),
+    seed: int = 0,
+    width_multiplier: float = 1.0,
+    results_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    command: str | None = None,
+    progress: bool = False,
+) -> results_io.Results:
+    """:func:`score_many` on a seeded sample of the NB101 table at a grid of settings.
+
+    The sample is :func:`nngp_lib.data.nb101_table.sample_rows` (``num_architectures``,
+    ``seed``: a prefix of the same permutation as ``nngp-nas score-table --sample``);
+    every combination of ``ensembles``, ``n_trains`` and ``n_vals`` is scored, with
+    ``seed`` for the networks and the images. The chapters' fallback when no cached run
+    exists, and a one-call full-scale run.
+    """
+    import itertools
+
+    from nngp_lib.data import nb101_table
+    from nngp_lib.nasbench101 import specs_from_table
+
+    drawn = nb101_table.sample_rows(nb101_table.load_table(data_dir), num_architectures, seed)
+    settings = [
+        Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed, width_multiplier=width_multiplier)
+        for k, n, m in itertools.product(ensembles, n_trains, n_vals)
+    ]
+    return score_many(
+        specs_from_table(drawn), settings, name, results_dir=results_dir, data_dir=data_dir, progress=progress,
+        description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
+        command=command,
+    )
+
+
 def _precompile(settings: Sequence[Setting]) -> None:
     """Compile the primitives of every NB101 network the settings' passes can call."""
     from nngp_lib import kernels

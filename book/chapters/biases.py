@@ -60,7 +60,6 @@ from nngp_lib import analysis, plotting, scoring, search
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
-from nngp_lib.nasbench101 import specs_from_table
 
 for name, value in {"competitive_fraction": competitive_fraction, "pqetp_quantile": pqetp_quantile}.items():
     if not 0 < value < 1:
@@ -78,14 +77,9 @@ table = nb101_table.load_table()
 
 def compute(results_dir):
     """Score the chapter's default small sample (a fallback when no cached run exists)."""
-    settings = [
-        scoring.Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed)
-        for k in ensembles for n in n_trains for m in n_vals
-    ]
-    chosen = table.sample(n=num_architectures, random_state=seed)
-    return scoring.score_many(
-        specs_from_table(chosen), settings, result_name, results_dir=results_dir, progress=False,
-        description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
+    return scoring.score_sample(
+        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
+        results_dir=results_dir,
         command=f"book/chapters/biases.py (num_architectures={num_architectures}, ensembles={ensembles}, "
         f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
     )

@@ -74,14 +74,9 @@ table = nb101_table.load_table()
 
 def compute_default(results_dir):
     """Score the default small sample at momentum 0.997 (a fallback when no cached run exists)."""
-    settings = [
-        scoring.Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed)
-        for k in ensembles for n in n_trains for m in n_vals
-    ]
-    chosen = table.sample(n=num_architectures, random_state=seed)
-    return scoring.score_many(
-        specs_from_table(chosen), settings, result_name, results_dir=results_dir, progress=False,
-        description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
+    return scoring.score_sample(
+        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
+        results_dir=results_dir,
         command=f"book/chapters/bn_ablation.py (num_architectures={num_architectures}, ensembles={ensembles}, "
         f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
     )

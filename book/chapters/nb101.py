@@ -59,7 +59,6 @@ threshold_step = 0.003  # spacing of the PQETP grid
 min_class_size = 10  # PQETP only at thresholds with at least this many architectures on each side
 
 # %% tags=["hide-input"]
-import itertools
 
 import altair as alt
 import numpy as np
@@ -80,15 +79,10 @@ plotting.enable_offline_renderer()
 table = nb101_table.load_table()
 
 def compute(results_dir):
-    drawn = table.sample(n=num_architectures, random_state=seed)
-    settings = [
-        scoring.Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed)
-        for k, n, m in itertools.product(ensembles, n_trains, n_vals)
-    ]
-    return scoring.score_many(
-        specs_from_table(drawn), settings, result_name, results_dir=results_dir,
-        description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
-        progress=False,
+    """Score the chapter's default small sample (a fallback when no cached run exists)."""
+    return scoring.score_sample(
+        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
+        results_dir=results_dir,
         command=f"book/chapters/nb101.py (num_architectures={num_architectures}, ensembles={ensembles}, "
         f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
     )

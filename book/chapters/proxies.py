@@ -67,7 +67,6 @@ num_splits = 50  # random fitting/test splits of the combination experiment
 test_fraction = 0.5  # share of the architectures held out in each split
 
 # %% tags=["hide-input"]
-import itertools
 import warnings
 
 import altair as alt
@@ -80,7 +79,6 @@ warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto finds no ip
 from nngp_lib import analysis, metrics, plotting, proxies, results, scoring
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.nasbench101 import specs_from_table
 
 unknown = sorted(set(proxy_names) - set(proxies.ZERO_COST))
 if unknown:
@@ -95,13 +93,9 @@ TRUTH = analysis.TRUTH_COLUMN
 
 
 def compute_nngp(results_dir) -> results.Results:
-    drawn = table.sample(n=num_architectures, random_state=seed)
-    return scoring.score_many(
-        specs_from_table(drawn),
-        [scoring.Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed)
-         for k, n, m in itertools.product(ensembles, n_trains, n_vals)],
-        result_name, results_dir=results_dir, progress=False,
-        description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
+    return scoring.score_sample(
+        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
+        results_dir=results_dir,
         command=f"book/chapters/proxies.py (num_architectures={num_architectures}, ensembles={ensembles}, "
         f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
     )
