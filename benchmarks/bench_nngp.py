@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import jax
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         {"ensemble": ENSEMBLE, "n_train": N_TRAIN, "n_val": N_VAL, "bn_batch": BN_BATCH,
          "batch_size": args.batch_size, "architectures": args.archs, "nt_architectures": args.nt_archs,
          "sample_seed": args.seed},
+        command=" ".join(["python -m benchmarks.bench_nngp", *(argv if argv is not None else sys.argv[1:])]),
     )
     start = time.perf_counter()
 
