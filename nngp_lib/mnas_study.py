@@ -231,29 +231,16 @@ def run_study(
 
     specs = list(specs)
     recorded = {**settings.as_dict(), "target_flops": settings.target_flops(), "variant": VARIANT}
-    if results_io.exists(name, results_dir):
-        if not resume:
-            raise FileExistsError(f"result {name!r} exists: pass resume=True to continue it or choose another name")
-        previous = results_io.read(name, results_dir)
-        table, provenance = previous.table, previous.provenance
-        if provenance.get("settings") != recorded:
-            raise ValueError(
-                f"result {name!r} was computed with other settings; resume it with the same ones or choose another name"
-            )
-        if list(table.columns) != list(COLUMNS):
-            raise ValueError(f"result {name!r} is not an MNAS study table (columns differ); choose another name")
-        # The rows do not depend on the sample size, so a run may be resumed with a longer
-        # (or shorter) sample: the record names the latest command and keeps the earlier ones.
-        latest = {"description": description, "command": command}
-        for key, value in latest.items():
-            if value is not None and value != provenance.get(key):
-                provenance.setdefault(f"earlier_{key}s", []).append(provenance.get(key))
-                provenance[key] = value
-    else:
-        table = pd.DataFrame(columns=list(COLUMNS))
-        provenance = results_io.new_provenance(
-            description or f"MNAS study on CIFAR-10 ({len(specs)} networks)", recorded, command
-        )
+    table, provenance = results_io.open_run(
+        name, recorded, COLUMNS, resume=resume, results_dir=results_dir, command=command,
+        description=description or f"MNAS study on CIFAR-10 ({len(specs)} networks)",
+    )
+    # The rows do not depend on the sample size, so a run may be resumed with a longer
+    # (or shorter) sample: the record names the latest command and keeps the earlier ones.
+    for key, value in {"description": description, "command": command}.items():
+        if value is not None and value != provenance.get(key):
+            provenance.setdefault(f"earlier_{key}s", []).append(provenance.get(key))
+            provenance[key] = value
     done = set(table["hash"])
     todo = [(i, spec) for i, spec in enumerate(specs) if spec.hash() not in done]
     if todo:

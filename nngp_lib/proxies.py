@@ -511,19 +511,10 @@ def score_proxies(
     }
     specs = list(specs)
 
-    if results_io.exists(name, results_dir):
-        if not resume:
-            raise FileExistsError(f"result {name!r} exists: pass resume=True to continue it or choose another name")
-        previous = results_io.read(name, results_dir)
-        table, provenance = previous.table, previous.provenance
-        if provenance.get("settings") != run_settings:
-            raise ValueError(
-                f"result {name!r} was computed with other proxies, seed or options; resume it with the same "
-                "ones or choose another name"
-            )
-    else:
-        table = pd.DataFrame(columns=list(TABLE_COLUMNS))
-        provenance = results_io.new_provenance(description, run_settings, command)
+    table, provenance = results_io.open_run(
+        name, run_settings, TABLE_COLUMNS, description=description, command=command, resume=resume,
+        results_dir=results_dir,
+    )
 
     done = set(zip(table["hash"], table["proxy"]))
     new_rows: list[dict] = []

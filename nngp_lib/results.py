@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -122,6 +122,42 @@ def read(name: str, results_dir: str | os.PathLike | None = None) -> Results:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"corrupt results table {table_path}: {err}; delete it and re-run".replace("\n", " ")) from None
     return Results(table=table, provenance=provenance, path=table_path)
+
+
+def open_run(
+    name: str,
+    settings: dict[str, Any],
+    columns: Sequence[str],
+    *,
+    description: str,
+    command: str | None = None,
+    resume: bool = True,
+    results_dir: str | os.PathLike | None = None,
+    upgrade: Callable[[Results], Results] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The (table, provenance) a resumable batch run of the result ``name`` starts from.
+
+    A new run starts from an empty table with ``columns`` and a new provenance record of
+    ``settings``. An existing result is continued when ``resume`` is true and it was
+    recorded with the same settings and columns, after ``upgrade`` (which brings a result
+    written by an older version of the producer up to date, e.g. filling a setting added
+    since with its default); anything else is a one-line error, so that no run overwrites
+    or mixes into another. Nothing is written here: the producer writes with :func:`write`.
+    """
+    if not exists(name, results_dir):
+        return pd.DataFrame(columns=list(columns)), new_provenance(description, settings, command)
+    if not resume:
+        raise FileExistsError(f"result {name!r} exists: pass resume=True to continue it or choose another name")
+    previous = read(name, results_dir)
+    if upgrade is not None:
+        previous = upgrade(previous)
+    if previous.provenance.get("settings") != settings:
+        raise ValueError(
+            f"result {name!r} was computed with other settings; resume it with the same ones or choose another name"
+        )
+    if set(previous.table.columns) != set(columns):
+        raise ValueError(f"result {name!r} has other columns than this run writes; choose another name")
+    return previous.table[list(columns)], previous.provenance
 
 
 def describe(provenance: dict[str, Any]) -> str:

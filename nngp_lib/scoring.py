@@ -105,6 +105,14 @@ def complete_settings(table: pd.DataFrame) -> pd.DataFrame:
     before that setting existed is filled with the setting's default, which that run used."""
     missing = {c: SETTING_DEFAULTS[c] for c in SETTING_COLUMNS if c not in table.columns}
     return table.assign(**missing) if missing else table
+def _with_setting_defaults(previous: results_io.Results) -> results_io.Results:
+    """A run recorded before a setting existed, with that setting's default (which it used)."""
+    recorded = dict(previous.provenance.get("settings", {}))
+    recorded["settings"] = [{**SETTING_DEFAULTS, **s} for s in recorded.get("settings", [])]
+    return dataclasses.replace(previous, table=complete_settings(previous.table),
+                               provenance={**previous.provenance, "settings": recorded})
+
+
 SCORE_COLUMNS = ("nngp_acc", "nngp_eps", "nngp_acc_loo", "nngp_eps_loo", "seconds")
 
 
@@ -234,20 +242,10 @@ def score_many(
     specs = list(specs)
     run_settings = {"settings": [s.as_dict() for s in settings], "architectures": len(specs)}
 
-    if results_io.exists(name, results_dir):
-        if not resume:
-            raise FileExistsError(f"result {name!r} exists: pass resume=True to continue it or choose another name")
-        previous = results_io.read(name, results_dir)
-        table, provenance = complete_settings(previous.table), previous.provenance
-        recorded = dict(provenance.get("settings", {}))
-        recorded["settings"] = [{**SETTING_DEFAULTS, **s} for s in recorded.get("settings", [])]
-        if recorded != run_settings:
-            raise ValueError(
-                f"result {name!r} was computed with other settings; resume it with the same ones or choose another name"
-            )
-    else:
-        table = pd.DataFrame(columns=["hash", *SETTING_COLUMNS, *SCORE_COLUMNS])
-        provenance = results_io.new_provenance(description, run_settings, command)
+    table, provenance = results_io.open_run(
+        name, run_settings, ["hash", *SETTING_COLUMNS, *SCORE_COLUMNS], description=description,
+        command=command, resume=resume, results_dir=results_dir, upgrade=_with_setting_defaults,
+    )
 
     done = set(zip(table["hash"], *(table[c] for c in SETTING_COLUMNS)))
     data = nngp_split(max(s.n_train for s in settings), max(s.n_val for s in settings),
@@ -287,6 +285,7 @@ def score_sample(
     n_vals: Sequence[int] = (200,),
     seed: int = 0,
     width_multiplier: float = 1.0,
+    downsample_factor: int = 1,
     results_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     command: str | None = None,
@@ -297,7 +296,8 @@ def score_sample(
     The sample is :func:`nngp_lib.data.nb101_table.sample_rows` (``num_architectures``,
     ``seed``: a prefix of the same permutation as ``nngp-nas score-table --sample``);
     every combination of ``ensembles``, ``n_trains`` and ``n_vals`` is scored, with
-    ``seed`` for the networks and the images. The chapters' fallback when no cached run
+    ``seed`` for the networks and the images, at one ``width_multiplier`` and
+    ``downsample_factor``. The chapters' fallback when no cached run
     exists, and a one-call full-scale run.
     """
     import itertools
@@ -307,7 +307,8 @@ def score_sample(
 
     drawn = nb101_table.sample_rows(nb101_table.load_table(data_dir), num_architectures, seed)
     settings = [
-        Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed, width_multiplier=width_multiplier)
+        Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed, width_multiplier=width_multiplier,
+                downsample_factor=downsample_factor)
         for k, n, m in itertools.product(ensembles, n_trains, n_vals)
     ]
     return score_many(

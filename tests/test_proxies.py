@@ -205,7 +205,7 @@ def test_score_proxies_writes_and_resumes(specs, tmp_path, monkeypatch):
                                   results_dir=tmp_path, progress=False)
     assert len(again.table) == 10 and again.table.duplicated(["hash", "proxy"]).sum() == 0
     assert calls == [s.hash() for s in specs[:3]] + [s.hash() for s in specs[3:]]  # nothing recomputed
-    with pytest.raises(ValueError, match="other proxies, seed or options"):
+    with pytest.raises(ValueError, match="computed with other settings"):
         proxies.score_proxies(specs, names, "prx", results_dir=tmp_path, progress=False)
     with pytest.raises(FileExistsError, match="resume=True"):
         proxies.score_proxies(specs, names, "prx", options={"counting": {"scale": 2.0}},

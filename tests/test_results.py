@@ -50,3 +50,37 @@ def test_failed_write_leaves_previous_files_intact(tmp_path, monkeypatch):
         results.write("scores", pd.DataFrame({"x": [2]}), {"bad": Unserializable()}, results_dir=tmp_path)
     assert results.read("scores", results_dir=tmp_path).table["x"].tolist() == [1]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_open_run_starts_resumes_and_refuses_other_runs(tmp_path):
+    settings = {"k": 1}
+    table, provenance = results.open_run("run", settings, ["hash", "score"], description="d",
+                                         command="c", results_dir=tmp_path)
+    assert list(table.columns) == ["hash", "score"] and table.empty
+    assert provenance["settings"] == settings and provenance["command"] == "c"
+    results.write("run", pd.DataFrame({"score": [0.5], "hash": ["a"]}), provenance, tmp_path)
+
+    resumed, record = results.open_run("run", settings, ["hash", "score"], description="d",
+                                       results_dir=tmp_path)
+    assert list(resumed.columns) == ["hash", "score"] and resumed["hash"].tolist() == ["a"]
+    assert record["started"] == provenance["started"]
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        results.open_run("run", settings, ["hash", "score"], description="d", resume=False,
+                         results_dir=tmp_path)
+    with pytest.raises(ValueError, match="computed with other settings"):
+        results.open_run("run", {"k": 2}, ["hash", "score"], description="d", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="other columns"):
+        results.open_run("run", settings, ["hash", "score", "seconds"], description="d",
+                         results_dir=tmp_path)
+
+
+def test_open_run_upgrades_an_older_result_before_comparing(tmp_path):
+    results.write("old", pd.DataFrame({"hash": ["a"]}), results.new_provenance("d", {"k": 1}), tmp_path)
+
+    def upgrade(previous):
+        return results.Results(previous.table.assign(n=100), {**previous.provenance, "settings": {"k": 1, "n": 100}},
+                               previous.path)
+
+    table, provenance = results.open_run("old", {"k": 1, "n": 100}, ["hash", "n"], description="d",
+                                         results_dir=tmp_path, upgrade=upgrade)
+    assert table["n"].tolist() == [100] and provenance["settings"] == {"k": 1, "n": 100}

@@ -113,11 +113,13 @@ def test_runs_recorded_before_a_setting_existed_read_and_resume(specs, tmp_path,
 
 def test_score_sample_scores_the_seeded_table_sample_at_every_setting(tmp_path, data_dir):
     run = scoring.score_sample("sample", 2, ensembles=[1], n_trains=[10, 20], n_vals=[20], seed=3,
-                               width_multiplier=NARROW, results_dir=tmp_path, data_dir=data_dir, command="test")
+                               width_multiplier=NARROW, downsample_factor=2, results_dir=tmp_path, data_dir=data_dir,
+                               command="test")
     drawn = load_table(data_dir).sample(2, random_state=3)["hash"].tolist()
     assert pd.unique(run.table["hash"]).tolist() == drawn
     assert sorted(run.table["n_train"].unique()) == [10, 20] and len(run.table) == 4
     assert set(run.table["seed"]) == set(run.table["data_seed"]) == {3}
+    assert set(run.table["width_multiplier"]) == {NARROW} and set(run.table["downsample_factor"]) == {2}
     assert run.provenance["command"] == "test"
 
 
