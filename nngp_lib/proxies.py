@@ -316,8 +316,8 @@ def snip(
 ) -> float:
     """SNIP (:func:`snip_score`) of the NB101 network of ``spec`` on a labelled batch
     (arguments as :func:`naswot`; ``data`` needs labels)."""
-    batch = _batch(data, batch_size, data_seed, data_dir, labels=True)
-    return snip_score(*_network(spec, stem_channels, seed), batch.images, batch.labels)
+    return gradient_proxies(spec, data, seed, batch_size=batch_size, stem_channels=stem_channels,
+                            data_seed=data_seed, data_dir=data_dir)["snip"]
 
 
 def grad_norm(
@@ -332,8 +332,8 @@ def grad_norm(
 ) -> float:
     """grad_norm (:func:`grad_norm_score`) of the NB101 network of ``spec`` on a labelled
     batch (arguments as :func:`naswot`; ``data`` needs labels)."""
-    batch = _batch(data, batch_size, data_seed, data_dir, labels=True)
-    return grad_norm_score(*_network(spec, stem_channels, seed), batch.images, batch.labels)
+    return gradient_proxies(spec, data, seed, batch_size=batch_size, stem_channels=stem_channels,
+                            data_seed=data_seed, data_dir=data_dir)["grad_norm"]
 
 
 def gradient_proxies(
