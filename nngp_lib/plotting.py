@@ -32,6 +32,8 @@ VEGALITE_MIME_TYPE = f"application/vnd.vegalite.v{alt.VEGALITE_VERSION.split('.'
 which nbformat refuses to hold a JSON object under (only ``*+json`` types may)."""
 
 RENDERER_NAME = "nngp-offline"
+MAX_CHART_ROWS = 20_000
+"""Most rows one chart embeds: its data is inlined in the page, about 50 bytes a row."""
 CHART_CLASS = "nngp-vega-chart"
 """CSS class of every chart div; the browser test counts charts by it."""
 
@@ -114,8 +116,11 @@ def enable_offline_renderer(**embed_options: Any) -> None:
     """Register :func:`offline_mimebundle` as altair's renderer ``"nngp-offline"`` and enable it.
 
     Chapters call this once, before their first chart. Keyword arguments are vega-embed
-    options, e.g. ``renderer="canvas"``.
+    options, e.g. ``renderer="canvas"``. Charts may embed up to :data:`MAX_CHART_ROWS`
+    rows (altair's default stops at 5,000, below a scatter of 1,000 architectures x 7
+    proxies); larger data belongs in a :func:`density_heatmap`.
     """
+    alt.data_transformers.enable("default", max_rows=MAX_CHART_ROWS)
     alt.renderers.register(RENDERER_NAME, offline_mimebundle)
     if embed_options:
         alt.renderers.enable(RENDERER_NAME, embed_options=embed_options)

@@ -32,6 +32,7 @@ def offline_renderer():
     plotting.enable_offline_renderer()
     yield
     alt.renderers.enable(previous)
+    alt.data_transformers.enable("default")
 
 
 def _bars() -> alt.Chart:
@@ -88,6 +89,15 @@ def test_renderer_bundle_is_valid_notebook_output(offline_renderer):
         cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", data=bundle)])]
     )
     nbformat.validate(notebook)
+
+
+def test_charts_embed_a_thousand_architectures_times_seven_proxies_but_not_unbounded_data(offline_renderer):
+    def scatter(rows: int) -> alt.Chart:
+        return alt.Chart(pd.DataFrame({"x": np.arange(rows, dtype=float)})).mark_point().encode(x="x:Q")
+
+    assert len(scatter(7000).to_dict()["datasets"]) == 1  # altair's default stops at 5,000 rows
+    with pytest.raises(alt.MaxRowsError):
+        scatter(plotting.MAX_CHART_ROWS + 1).to_dict()
 
 
 def test_histogram_counts_every_value_once():
