@@ -105,6 +105,8 @@ def complete_settings(table: pd.DataFrame) -> pd.DataFrame:
     before that setting existed is filled with the setting's default, which that run used."""
     missing = {c: SETTING_DEFAULTS[c] for c in SETTING_COLUMNS if c not in table.columns}
     return table.assign(**missing) if missing else table
+
+
 def _with_setting_defaults(previous: results_io.Results) -> results_io.Results:
     """A run recorded before a setting existed, with that setting's default (which it used)."""
     recorded = dict(previous.provenance.get("settings", {}))
@@ -256,7 +258,7 @@ def score_many(
     if precompile is None:
         precompile = len(specs) >= 20
     if precompile:
-        _precompile(settings)
+        _precompile(settings, data.x_train.shape[1:3])
 
     new_rows: list[dict] = []
     pending = 0
@@ -318,17 +320,19 @@ def score_sample(
     )
 
 
-def _precompile(settings: Sequence[Setting]) -> None:
-    """Compile the primitives of every NB101 network the settings' passes can call."""
+def _precompile(settings: Sequence[Setting], image_shape: tuple[int, int]) -> None:
+    """Compile the primitives of every NB101 network the settings' passes can call on
+    images of ``image_shape`` (height, width) before downsampling."""
     from nngp_lib import kernels
     from nngp_lib.networks import nasbench101 as nb101_net
 
     n_train = max(s.n_train for s in settings)
     n_val = max(s.n_val for s in settings)
     batch = kernels.inference_batch_size(n_train, n_val)
-    for width, factor in sorted({(s.width_multiplier, s.downsample_factor) for s in settings}):
+    height, width = image_shape
+    for multiplier, factor in sorted({(s.width_multiplier, s.downsample_factor) for s in settings}):
         nb101_net.precompile(batch_size=batch, train_batch_size=kernels.default_bn_batch(n_train),
-                             stem_channels=stem_channels(width), image_size=(32 // factor, 32 // factor))
+                             stem_channels=stem_channels(multiplier), image_size=(height // factor, width // factor))
 
 
 def _append(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
