@@ -559,7 +559,7 @@ show(
 # machine under different loads.)
 
 # %% tags=["hide-input"]
-k_cheap, n_cheap, m_cheap = (int(v) for v in cheap_setting)
+scale_k, scale_n, scale_m = (int(v) for v in cheap_setting)
 estimate_names = {
     (float(width), int(factor)): f"width {width:g}" + (f", {32 // int(factor)}x{32 // int(factor)} images" if factor != 1 else "")
     for width, factor in cheap_estimates
@@ -569,7 +569,7 @@ for name, (width, factor) in zip(cheap_results, cheap_estimates):
 
     def compute(results_dir, name=name, width=width, factor=factor):
         return scoring.score_sample(
-            name, cheap_architectures, ensembles=[k_cheap], n_trains=[n_cheap], n_vals=[m_cheap], seed=seed,
+            name, cheap_architectures, ensembles=[scale_k], n_trains=[scale_n], n_vals=[scale_m], seed=seed,
             width_multiplier=width, downsample_factor=factor, results_dir=results_dir,
             command=f"book/chapters/cost_model.py ({name}: cheap_architectures={cheap_architectures}, "
                     f"cheap_setting={cheap_setting}, width {width:g}, downsample factor {factor}, seed={seed})",
@@ -578,29 +578,30 @@ for name, (width, factor) in zip(cheap_results, cheap_estimates):
     run, cheap_cached[name] = cached_or_computed(name, compute, recompute=recompute)
     cheap_runs[name] = run
     rows = scoring.complete_settings(run.table)
-    wanted = ((rows["ensemble"] == k_cheap) & (rows["n_train"] == n_cheap) & (rows["n_val"] == m_cheap)
+    wanted = ((rows["ensemble"] == scale_k) & (rows["n_train"] == scale_n) & (rows["n_val"] == scale_m)
               & np.isclose(rows["width_multiplier"], width) & (rows["downsample_factor"] == factor))
     if not wanted.any():
         raise ValueError(
-            f"result {name!r} has no rows at k={k_cheap}, n={n_cheap}, m={m_cheap}, width {width:g}, downsample "
+            f"result {name!r} has no rows at k={scale_k}, n={scale_n}, m={scale_m}, width {width:g}, downsample "
             f"factor {factor}: give its setting in cheap_setting and cheap_estimates, or another result name"
         )
     cheap_rows.append(rows[wanted])
-cheap = analysis.proxy_scores(pd.concat(cheap_rows, ignore_index=True), table, epochs=(4, 12))
-names = {
+cheap_proxies = analysis.proxy_scores(pd.concat(cheap_rows, ignore_index=True), table, epochs=(4, 12))
+estimate_of = {
     label: estimate_names[float(row["width_multiplier"]), int(row["downsample_factor"])]
     if row["kind"] == analysis.NNGP else label
-    for label, row in cheap.proxies.iterrows()
+    for label, row in cheap_proxies.proxies.iterrows()
 }
-cheap_scores = cheap.scores.rename(columns=names)
+cheap_scores = cheap_proxies.scores.rename(columns=estimate_of)
 reference = estimate_names[float(cheap_estimates[0][0]), int(cheap_estimates[0][1])]
-estimates = list(estimate_names.values())
+nngp_estimates = list(estimate_names.values())
+challengers = [e for e in nngp_estimates if e != reference]
 common = table.set_index("hash").loc[cheap_scores.index]
 cheap_specs = specs_from_table(common.reset_index())
 widths = sorted({1.0, *(float(w) for w, _ in cheap_estimates)})
-cheap_info = cheap.proxies.rename(index=names)
+cheap_info = cheap_proxies.proxies.rename(index=estimate_of)
 cheap_info["TFLOPs"] = 1e3 * analysis.proxy_costs(cheap_info, analysis.mean_network_flops(cheap_specs, widths))
-cheap_table = analysis.correlation_table(cheap_scores, cheap.truth, num_resamples=num_resamples, seed=seed)
+cheap_table = analysis.correlation_table(cheap_scores, cheap_proxies.truth, num_resamples=num_resamples, seed=seed)
 cheap_table.insert(0, "TFLOPs", cheap_info["TFLOPs"])
 cheap_table["tau vs " + reference] = [
     kendall_tau(cheap_scores[column], cheap_scores[reference]) for column in cheap_table.index
@@ -615,7 +616,7 @@ show(
             f"`{name}` ({'cached' if cheap_cached[name] else 'computed on this page'}, "
             f"{cheap_runs[name].table['hash'].nunique():,} architectures)" for name in cheap_results
         ) + ", restricted to the architectures all of them scored",
-        {"ensemble": k_cheap, "n_train": n_cheap, "n_val": m_cheap,
+        {"ensemble": scale_k, "n_train": scale_n, "n_val": scale_m,
          "estimates (width, downsample factor)": cheap_estimates},
     )
 )
@@ -623,14 +624,14 @@ for name in cheap_results:
     show(f"`{name}`: {cheap_runs[name].describe()}.")
 
 # %%
-print(f"{len(cheap_scores)} architectures; k = {k_cheap}, n = {n_cheap}, m = {m_cheap}; "
+print(f"{len(cheap_scores)} architectures; k = {scale_k}, n = {scale_n}, m = {scale_m}; "
       f"Kendall tau-b and Pearson r against the 108-epoch truth")
 print(cheap_table.round(3).to_string())
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 cheap_long = cheap_table.reset_index(names="estimate").assign(
-    kind=lambda frame: np.where(frame["estimate"].isin(estimates), "NNGP", "training")
+    kind=lambda frame: np.where(frame["estimate"].isin(nngp_estimates), "NNGP", "training")
 )
 base = alt.Chart(cheap_long).encode(
     x=alt.X("TFLOPs:Q", scale=alt.Scale(type="log"), title="TFLOPs per architecture (log, paper's model)"),
@@ -646,12 +647,12 @@ alt.layer(
 
 # %% tags=["remove-input"]
 comparisons = pd.DataFrame({
-    estimate: analysis.paired_comparison(cheap_scores, cheap.truth, estimate, reference, num_resamples=max(num_resamples, 1),
+    estimate: analysis.paired_comparison(cheap_scores, cheap_proxies.truth, estimate, reference, num_resamples=max(num_resamples, 1),
                                          seed=seed)
-    for estimate in estimates if estimate != reference
+    for estimate in challengers
 }).T
 ratios = cheap_table.loc[reference, "TFLOPs"] / cheap_table["TFLOPs"]
-agreement_with_reference = cheap_table.loc[[e for e in estimates if e != reference], "tau vs " + reference]
+agreement_with_reference = cheap_table.loc[challengers, "tau vs " + reference]
 
 
 def verdict(estimate: str) -> str:
@@ -676,11 +677,11 @@ show(
     {cheap_table.loc[reference, 'kendall_tau']:.3f} [{cheap_table.loc[reference, 'kendall_tau_low']:.3f},
     {cheap_table.loc[reference, 'kendall_tau_high']:.3f}] against the 108-epoch truth, where 4-epoch
     training reaches {cheap_table.loc[analysis.training_label(4), 'kendall_tau']:.3f}. With paired bootstrap
-    intervals of the tau differences: {"; ".join(verdict(e) for e in estimates if e != reference)}.
+    intervals of the tau differences: {"; ".join(verdict(e) for e in challengers)}.
     The estimates' rankings agree with the reference's only at tau
-    {agreement_with_reference.min():.3f} to {agreement_with_reference.max():.3f}: at k = {k_cheap} and n = {n_cheap}, an architecture's score depends
-    mostly on the one random network drawn, so estimates that differ only in width or image
-    size rank architectures largely differently. A cheap estimate that ranks as well
+    {agreement_with_reference.min():.3f} to {agreement_with_reference.max():.3f}: at k = {scale_k}
+    and n = {scale_n}, an architecture's score depends mostly on the one random network drawn,
+    so estimates that differ only in width or image size rank architectures largely differently. A cheap estimate that ranks as well
     as the reference could be traded for a larger n or k at the same cost; the NB101 chapter
     shows how much tau grows with n.
     """
