@@ -79,6 +79,8 @@ if not 2 <= timing_architectures <= 12:
     raise ValueError(f"timing_architectures must be in 2..12, got {timing_architectures}")
 if len(cheap_results) != len(cheap_estimates) or len(cheap_results) < 2:
     raise ValueError("cheap_results and cheap_estimates need the same length, at least 2: one (width, factor) per run")
+if len(cheap_setting) != 3 or any(len(estimate) != 2 for estimate in cheap_estimates):
+    raise ValueError("cheap_setting is [k, n_train, n_val] and each of cheap_estimates [width, downsample factor]")
 if cheap_architectures < 5:
     raise ValueError(f"cheap_architectures must be at least 5, got {cheap_architectures}")
 if not 100 <= flops_sample:
