@@ -5,7 +5,7 @@
 
 At the paper colab's setting (ensemble k=2, 100 NNGP training and 200 validation
 CIFAR-10 images, one batch-norm pass on 100 training images, batches of 100) it reports,
-after warm-up (:func:`nngp_lib.networks.nasbench101.precompile`):
+after warm-up (:func:`nngp_lib.spaces.nb101.jax_network.precompile`):
 
 * seconds per architecture (wall clock) and XLA compilations per new architecture;
 * conv efficiency: the network FLOP/s (convolutions and readout, ``Network.flops``)
@@ -44,9 +44,9 @@ from nngp_lib import results
 from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table
 from nngp_lib.kernels import monte_carlo_nngp
-from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.networks import layers
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 ENSEMBLE, N_TRAIN, N_VAL = 2, 100, 200
 BN_BATCH = 100  # the colab's: one batch of 100 training images sets batch norm

@@ -2,7 +2,7 @@
 
 The flow, one module each::
 
-    data (nngp_lib.data) -> spec (nngp_lib.nasbench101.ModelSpec) -> network (nngp_lib.networks)
+    data (nngp_lib.data) -> spec (nngp_lib.spaces.nb101.ModelSpec) -> network (nngp_lib.networks)
       -> Monte-Carlo NNGP kernels (nngp_lib.kernels) -> inference, the eps sweep (nngp_lib.inference)
       -> results table (nngp_lib.scoring, nngp_lib.results) -> metrics and cost (nngp_lib.metrics, nngp_lib.cost)
 

@@ -34,7 +34,6 @@ few hundred architectures take well under a second per proxy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -293,8 +292,8 @@ def proxy_costs(
 def mean_network_flops(specs: Sequence, widths: Sequence[float] = (1.0,)) -> dict[float, float]:
     """Mean forward FLOPs per 32x32 image of the NB101 networks of ``specs`` at each width
     multiplier (1.0 is ``ModelSpec.flops()``; others count the narrower network built by scoring)."""
-    from nngp_lib.networks import nasbench101 as nb101_net
     from nngp_lib.scoring import stem_channels
+    from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
     out = {}
     for width in widths:

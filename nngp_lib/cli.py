@@ -70,32 +70,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _spec_from_args(args):
-    from nngp_lib import nasbench101
+    from nngp_lib.spaces import nb101
 
     if args.hash:
-        table = nasbench101.load_table(args.data_dir)
+        table = nb101.load_table(args.data_dir)
         match = table[table["hash"] == args.hash]
         if match.empty:
             raise SystemExit(f"nngp-nas: hash {args.hash} is not in the NB101 table; give --adjacency and --ops instead")
         row = match.iloc[0]
-        return nasbench101.ModelSpec.from_json(row["adjacency"], row["ops"])
+        return nb101.ModelSpec.from_json(row["adjacency"], row["ops"])
     if not args.ops:
         raise SystemExit("nngp-nas: --adjacency needs --ops")
     try:
-        return nasbench101.ModelSpec.from_json(args.adjacency, args.ops)
+        return nb101.ModelSpec.from_json(args.adjacency, args.ops)
     except json.JSONDecodeError as err:
         raise SystemExit(f"nngp-nas: --adjacency/--ops must be JSON: {err}") from None
 
 
 def _hashes_to_specs(hashes: list[str], data_dir):
-    from nngp_lib import nasbench101
+    from nngp_lib.spaces import nb101
 
-    table = nasbench101.load_table(data_dir).set_index("hash")
+    table = nb101.load_table(data_dir).set_index("hash")
     missing = [h for h in hashes if h not in table.index]
     if missing:
         raise SystemExit(f"nngp-nas: {len(missing)} hashes are not in the NB101 table (first: {missing[0]})")
     rows = table.loc[hashes]
-    return [nasbench101.ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
+    return [nb101.ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             (row,) = scoring.score_spec(spec, [setting], data)
             print(json.dumps(row))
         elif args.command == "score-table":
-            from nngp_lib import nasbench101, scoring
+            from nngp_lib import scoring
             from nngp_lib.data.nb101_table import sample_rows
+            from nngp_lib.spaces import nb101
 
             if args.sample is not None:
-                table = nasbench101.load_table(args.data_dir)
+                table = nb101.load_table(args.data_dir)
                 if not 0 < args.sample <= len(table):
                     raise SystemExit(f"nngp-nas: --sample must be in 1..{len(table)}, got {args.sample}")
                 hashes = sample_rows(table, args.sample, args.sample_seed)["hash"].tolist()

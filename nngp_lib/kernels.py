@@ -107,22 +107,48 @@ def ensemble_features(
     if not 0.0 <= bn_momentum <= 1.0:
         raise ValueError(f"bn_momentum must lie in [0, 1], got {bn_momentum}")
 
-    per_network = []
-    base_key = jax.random.PRNGKey(seed)
-    for index in range(ensemble):
-        # fold_in, not split(base, k): network i is the same whatever k, so an ensemble
-        # of k' < k networks is a prefix of one of k.
-        init_key, bn_key = jax.random.split(jax.random.fold_in(base_key, index))
-        variables = network.init(init_key)
-        if bn_batch:
-            chosen = np.asarray(jax.random.choice(bn_key, num_train, (bn_batch,), replace=False))
-            _, batch_stats = network.features(
-                variables, x_train[chosen], train=True, bn_momentum=bn_momentum
-            )
-            variables = {**variables, "batch_stats": batch_stats}
-        per_network.append(_inference_features(network, variables, x_train, x_val, batch_size))
-    features = np.stack(per_network)
+    images = np.concatenate([x_train, x_val])
+    features = np.stack([
+        member_features(network, index, x_train, images, seed=seed, bn_momentum=bn_momentum,
+                        bn_batch=bn_batch, batch_size=batch_size)
+        for index in range(ensemble)
+    ])
     return features[:, :num_train], features[:, num_train:]
+
+
+def member_features(
+    network: Network,
+    index: int,
+    x_train: np.ndarray,
+    images: np.ndarray,
+    *,
+    seed: int = 0,
+    bn_momentum: float = BN_MOMENTUM,
+    bn_batch: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> np.ndarray:
+    """Inference-mode features of ``images`` under network ``index`` of an ensemble: (N, D) float64.
+
+    Network ``index`` is initialized from ``fold_in(PRNGKey(seed), index)`` and its
+    batch-norm statistics are set by one training-mode pass on ``bn_batch`` images drawn
+    from ``x_train`` (the ensemble's NNGP training images), exactly as in
+    :func:`ensemble_features`; ``images`` may be any images, e.g. the subset of the
+    training and validation images this network's settings need.
+    """
+    num_train = len(x_train)
+    if bn_batch is None:
+        bn_batch = default_bn_batch(num_train, batch_size)
+    # fold_in, not split(base, k): network i is the same whatever k, so an ensemble
+    # of k' < k networks is a prefix of one of k.
+    init_key, bn_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index))
+    variables = network.init(init_key)
+    if bn_batch:
+        chosen = np.asarray(jax.random.choice(bn_key, num_train, (bn_batch,), replace=False))
+        _, batch_stats = network.features(variables, x_train[chosen], train=True, bn_momentum=bn_momentum)
+        variables = {**variables, "batch_stats": batch_stats}
+    if len(images) == 0:
+        return np.zeros((0, network.feature_dim))
+    return _inference_features(network, variables, images, images[:0], batch_size)
 
 
 def nngp_from_features(f_train: np.ndarray, f_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +190,13 @@ def inference_batch_size(num_train: int, num_val: int, batch_size: int = DEFAULT
 def _inference_features(network, variables, x_train, x_val, batch_size) -> np.ndarray:
     """(n + m, D) float64 features of the training then the validation images."""
     batch_size = inference_batch_size(len(x_train), len(x_val), batch_size)
+    if network.featurizer is not None:
+        featurize = network.featurizer(variables)  # the backend prepares the network once
+    else:
+        featurize = lambda batch: network.features(variables, batch, train=False)[0]  # noqa: E731
     out = []
     for batch, valid in _padded_batches(x_train, x_val, batch_size):
-        feats, _ = network.features(variables, batch, train=False)
-        out.append(np.asarray(feats, dtype=np.float64)[:valid])
+        out.append(np.asarray(featurize(batch), dtype=np.float64)[:valid])
     return np.concatenate(out)
 
 

@@ -38,9 +38,9 @@ import numpy as np
 
 from nngp_lib.data.cifar10 import NNGPData
 from nngp_lib.inference import InferenceResult, nngp_inference
-from nngp_lib.nasbench101 import NUM_LABELS, STEM_CHANNELS, ModelSpec
 from nngp_lib.networks import Network, Variables
 from nngp_lib.networks.layers import BN_MOMENTUM
+from nngp_lib.spaces.nb101 import NUM_LABELS, STEM_CHANNELS, ModelSpec
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of Jacobians held at once
 _BYTES_PER_FLOAT = 4
@@ -223,7 +223,7 @@ def ntk_inference(
       ``result.loo_val_accuracy`` the leave-one-out one) and the wall time of kernels
       plus inference.
     """
-    from nngp_lib.networks import nasbench101 as nb101_net
+    from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
     start = time.perf_counter()
     network = nb101_net.network(spec, stem_channels=stem_channels)

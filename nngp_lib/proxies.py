@@ -4,7 +4,7 @@ Beyond the paper: the zero-cost proxies that appeared alongside it score an
 architecture from one randomly initialized network and one batch of data, without
 training. Each is a plain function ``proxy(spec, data=None, seed=0, **options) -> float``
 (higher is meant to be better) on the same NB101 networks
-(:mod:`nngp_lib.networks.nasbench101`) and CIFAR-10 images as the NNGP score:
+(:mod:`nngp_lib.spaces.nb101.jax_network`) and CIFAR-10 images as the NNGP score:
 
 ``naswot`` (Mellor et al., 2021, "Neural Architecture Search without Training")
     Binary activation codes c_i of every ReLU unit for each image i of a batch; the
@@ -80,8 +80,8 @@ from tqdm.auto import tqdm
 from nngp_lib import metrics
 from nngp_lib import results as results_io
 from nngp_lib.data.cifar10 import NUM_CLASSES, NNGPData, nngp_split
-from nngp_lib.nasbench101 import STEM_CHANNELS, ModelSpec
 from nngp_lib.networks import Network, Variables, layers
+from nngp_lib.spaces.nb101 import STEM_CHANNELS, ModelSpec
 
 NASWOT_BATCH = 128  # Mellor et al.'s batch size
 GRADIENT_BATCH = 64  # snip and grad_norm
@@ -153,7 +153,7 @@ def _batch(data, batch_size: int, data_seed: int, data_dir, *, labels: bool) -> 
 
 def _network(spec: ModelSpec, stem_channels: int, seed: int) -> tuple[Network, Variables]:
     """NB101 network of ``spec`` and the NNGP ensemble's network 0 at ``seed``."""
-    from nngp_lib.networks import nasbench101 as nb101_net
+    from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
     network = nb101_net.network(spec, stem_channels=stem_channels)
     init_key, _ = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
@@ -624,7 +624,7 @@ def score_result_architectures(
       kwargs: passed to :func:`score_proxies` (``seed``, ``options``, ``progress``, ...).
     """
     from nngp_lib.data import nb101_table
-    from nngp_lib.nasbench101 import specs_from_table
+    from nngp_lib.spaces.nb101 import specs_from_table
 
     if isinstance(source, str):
         source = results_io.read(source, results_dir)
@@ -805,7 +805,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_dir=args.data_dir, seed=args.seed, options=options, command=command)
         else:
             from nngp_lib.data import nb101_table
-            from nngp_lib.nasbench101 import specs_from_table
+            from nngp_lib.spaces.nb101 import specs_from_table
 
             drawn = nb101_table.sample_rows(nb101_table.load_table(args.data_dir), args.sample, args.sample_seed)
             result = score_proxies(

@@ -31,9 +31,8 @@ from tqdm import tqdm
 
 from nngp_lib import results as results_io
 from nngp_lib.data.cifar10 import NNGPData, balanced_subsets, downsample, nngp_split
-from nngp_lib.inference import nngp_inference
-from nngp_lib.nasbench101 import STEM_CHANNELS, ModelSpec
-
+from nngp_lib.inference import nngp_inference_from_features
+from nngp_lib.spaces.nb101 import STEM_CHANNELS, ModelSpec
 
 DOWNSAMPLE_FACTORS = (1, 2, 4)  # CIFAR-10's 32x32 -> 32, 16, 8: NB101 networks still halve them twice
 
@@ -108,14 +107,23 @@ def complete_settings(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_setting_defaults(previous: results_io.Results) -> results_io.Results:
-    """A run recorded before a setting existed, with that setting's default (which it used)."""
+    """A run recorded before a setting existed, with that setting's default (which it used),
+    and before a score existed, with that score missing (NaN) on its rows."""
     recorded = dict(previous.provenance.get("settings", {}))
     recorded["settings"] = [{**SETTING_DEFAULTS, **s} for s in recorded.get("settings", [])]
-    return dataclasses.replace(previous, table=complete_settings(previous.table),
+    table = complete_settings(previous.table)
+    missing = {c: np.nan for c in _LATER_SCORE_COLUMNS if c not in table.columns}
+    return dataclasses.replace(previous, table=table.assign(**missing) if missing else table,
                                provenance={**previous.provenance, "settings": recorded})
 
 
-SCORE_COLUMNS = ("nngp_acc", "nngp_eps", "nngp_acc_loo", "nngp_eps_loo", "seconds")
+SCORE_COLUMNS = (
+    "nngp_acc", "nngp_eps", "nngp_acc_loo", "nngp_eps_loo",
+    "nngp_acc_centered", "nngp_eps_centered", "nngp_acc_loo_centered", "nngp_eps_loo_centered",
+    "seconds",
+)
+# Scores added after runs were recorded: such a run reads (and resumes) with them missing (NaN).
+_LATER_SCORE_COLUMNS = SCORE_COLUMNS[4:8]
 
 
 def nngp_accuracy(
@@ -141,62 +149,101 @@ def nngp_accuracy(
     return float(score_spec(spec, [setting], data)[0]["nngp_acc"])
 
 
-def score_spec(spec: ModelSpec, settings: Sequence[Setting], data: NNGPData) -> list[dict]:
-    """Score one architecture at several settings, sharing networks and features.
+def score_spec(spec: ModelSpec, settings: Sequence[Setting], data: NNGPData, *, backend: str = "auto") -> list[dict]:
+    """Score one architecture at several settings, sharing networks, features and fits.
 
     Args:
       spec: the cell.
       settings: settings with the same ``data_seed``; each needs ``n_train <= len(data.y_train)``
         and ``n_val <= len(data.y_val)``.
       data: the largest image sets (from :func:`nngp_split` with that ``data_seed``).
+      backend: which backend runs the networks ('auto', 'jax', 'torch'; see
+        :mod:`nngp_lib.backends`). The backends compute the same networks; scores agree
+        to float32 rounding.
 
     Returns one dict per setting with the setting's fields, ``hash`` and the scores:
     ``nngp_acc`` (best over eps, as the paper reports), ``nngp_eps``, ``nngp_acc_loo``
-    (eps chosen by leave-one-out on the training images), ``nngp_eps_loo`` and ``seconds``
-    (wall time of the shared feature computation, apportioned by images x networks).
-    """
-    from nngp_lib import kernels
-    from nngp_lib.networks import nasbench101 as nb101_net
+    (eps chosen by leave-one-out on the training images), ``nngp_eps_loo``, the same
+    four of the centered kernel (``nngp_acc_centered``, ...; see
+    :func:`nngp_lib.inference.nngp_inference_from_features`) and ``seconds`` (wall
+    time of the forward passes this setting used, apportioned by images).
 
-    rows: dict[Setting, dict] = {}
-    groups: dict[tuple, list[Setting]] = {}
+    Network i of a group is run only on the images of the settings with more than i
+    networks, so adding a k = 1 setting with many images to k = 4 settings with few
+    costs the one network's passes, not four.
+    """
+    from nngp_lib.spaces import nb101
+
     for setting in settings:
         if setting.n_train > len(data.y_train) or setting.n_val > len(data.y_val):
             raise ValueError(
                 f"setting needs {setting.n_train} training and {setting.n_val} validation images, "
                 f"data has {len(data.y_train)} and {len(data.y_val)}; pass a larger nngp_split"
             )
+    groups: dict[tuple, list[Setting]] = {}
+    for setting in settings:
         groups.setdefault(setting.network_key, []).append(setting)
 
+    rows: dict[Setting, dict] = {}
     spec_hash = spec.hash()
     for (seed, bn_momentum, width, factor), group in groups.items():
-        ensemble = max(s.ensemble for s in group)
         n_train = max(s.n_train for s in group)
         n_val = max(s.n_val for s in group)
-        network = nb101_net.network(spec, stem_channels=stem_channels(width))
-        start = time.perf_counter()
-        f_train, f_val = kernels.ensemble_features(
-            network, downsample(data.x_train[:n_train], factor), downsample(data.x_val[:n_val], factor),
-            ensemble=ensemble, seed=seed, bn_momentum=bn_momentum,
-        )
-        seconds = time.perf_counter() - start
+        positions = {s: _nested_subsets(data, s, n_train, n_val) for s in group}
+        network = nb101.network(spec, backend=backend, stem_channels=stem_channels(width))
+        x_train = downsample(data.x_train[:n_train], factor)
+        x_val = downsample(data.x_val[:n_val], factor)
+        features, seconds = _group_features(network, group, positions, x_train, x_val, seed, bn_momentum)
+        f_train, f_val = features[:, :n_train], features[:, n_train:]
         for setting in group:
-            train_pos, val_pos = _nested_subsets(data, setting, n_train, n_val)
-            k_tt, k_vt = kernels.nngp_from_features(
-                f_train[: setting.ensemble, train_pos], f_val[: setting.ensemble, val_pos]
-            )
-            result = nngp_inference(k_tt, k_vt, data.y_train[train_pos], data.y_val[val_pos])
-            share = setting.ensemble * (setting.n_train + setting.n_val) / (ensemble * (n_train + n_val))
-            rows[setting] = {
-                "hash": spec_hash,
-                **setting.as_dict(),
-                "nngp_acc": result.best_accuracy,
-                "nngp_eps": result.best_eps,
-                "nngp_acc_loo": result.loo_val_accuracy,
-                "nngp_eps_loo": result.loo_eps,
-                "seconds": seconds * share,
-            }
-    return [rows[s] for s in settings]
+            rows[setting] = {"hash": spec_hash, **setting.as_dict(), "seconds": seconds[setting]}
+        # Settings differing only in n_val share one fit, restricted to each's images.
+        fits: dict[tuple[int, int], list[Setting]] = {}
+        for setting in group:
+            fits.setdefault((setting.ensemble, setting.n_train), []).append(setting)
+        for (ensemble, _), members in fits.items():
+            train_pos = positions[members[0]][0]
+            val_union = np.unique(np.concatenate([positions[s][1] for s in members]))
+            for suffix, center in (("", False), ("_centered", True)):
+                fit = nngp_inference_from_features(
+                    f_train[:ensemble, train_pos], f_val[:ensemble, val_union], data.y_train[train_pos],
+                    data.y_val[val_union], center=center, return_val_labels=True,
+                )
+                for setting in members:
+                    val_pos = positions[setting][1]
+                    result = fit.restricted(np.searchsorted(val_union, val_pos), data.y_val[val_pos])
+                    rows[setting].update({
+                        f"nngp_acc{suffix}": result.best_accuracy,
+                        f"nngp_eps{suffix}": result.best_eps,
+                        f"nngp_acc_loo{suffix}": result.loo_val_accuracy,
+                        f"nngp_eps_loo{suffix}": result.loo_eps,
+                    })
+    return [{column: rows[s][column] for column in ("hash", *SETTING_COLUMNS, *SCORE_COLUMNS)} for s in settings]
+
+
+def _group_features(network, group, positions, x_train, x_val, seed, bn_momentum):
+    """Features of the settings of one network group: ``((k, n + m, D) array, seconds per setting)``.
+
+    Network i computes only the images some setting with more than i networks uses;
+    other entries stay 0 and no setting reads them.
+    """
+    from nngp_lib import kernels
+
+    n_train = len(x_train)
+    ensemble = max(s.ensemble for s in group)
+    features = np.zeros((ensemble, n_train + len(x_val), network.feature_dim))
+    seconds = {s: 0.0 for s in group}
+    for index in range(ensemble):
+        users = [s for s in group if s.ensemble > index]
+        needed = np.unique(np.concatenate([np.concatenate([positions[s][0], n_train + positions[s][1]]) for s in users]))
+        images = np.concatenate([x_train, x_val])[needed]
+        start = time.perf_counter()
+        features[index, needed] = kernels.member_features(network, index, x_train, images, seed=seed,
+                                                          bn_momentum=bn_momentum)
+        elapsed = time.perf_counter() - start
+        for s in users:
+            seconds[s] += elapsed * (s.n_train + s.n_val) / len(needed)
+    return features, seconds
 
 
 def _nested_subsets(data: NNGPData, setting: Setting, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,6 +272,7 @@ def score_many(
     progress: bool = True,
     command: str | None = None,
     precompile: bool | None = None,
+    backend: str = "auto",
 ) -> results_io.Results:
     """Score many architectures at several settings into the result ``name``.
 
@@ -234,7 +282,12 @@ def score_many(
     ``checkpoint_every`` architectures and at the end. ``precompile`` compiles every
     primitive an NB101 network can call before the first architecture (about a minute,
     then no architecture compiles anything); by default only for 20 or more specs.
+    ``backend`` runs the networks (:mod:`nngp_lib.backends`); the provenance lists every
+    backend and version that contributed rows (``backends``), across resumed sessions.
     """
+    from nngp_lib import backends
+
+    backend = backends.resolve(backend)
     settings = list(dict.fromkeys(settings))
     if not settings:
         raise ValueError("no settings given: pass at least one Setting")
@@ -254,11 +307,12 @@ def score_many(
                       seed=settings[0].data_seed, data_dir=data_dir)
     provenance["data"] = {"source": data.source, "seed": data.seed,
                           "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val))}
+    provenance["backends"] = sorted({*provenance.get("backends", []), backends.version(backend)})
 
     if precompile is None:
         precompile = len(specs) >= 20
     if precompile:
-        _precompile(settings, data.x_train.shape[1:3])
+        _precompile(settings, data.x_train.shape[1:3], backend)
 
     new_rows: list[dict] = []
     pending = 0
@@ -267,7 +321,7 @@ def score_many(
         todo = [s for s in settings if (spec_hash, *s.as_dict().values()) not in done]
         if not todo:
             continue
-        new_rows.extend(score_spec(spec, todo, data))
+        new_rows.extend(score_spec(spec, todo, data, backend=backend))
         pending += 1
         if pending >= checkpoint_every:
             table = _append(table, new_rows)
@@ -292,6 +346,7 @@ def score_sample(
     data_dir: str | os.PathLike | None = None,
     command: str | None = None,
     progress: bool = False,
+    backend: str = "auto",
 ) -> results_io.Results:
     """:func:`score_many` on a seeded sample of the NB101 table at a grid of settings.
 
@@ -305,7 +360,7 @@ def score_sample(
     import itertools
 
     from nngp_lib.data import nb101_table
-    from nngp_lib.nasbench101 import specs_from_table
+    from nngp_lib.spaces.nb101 import specs_from_table
 
     drawn = nb101_table.sample_rows(nb101_table.load_table(data_dir), num_architectures, seed)
     settings = [
@@ -316,15 +371,16 @@ def score_sample(
     return score_many(
         specs_from_table(drawn), settings, name, results_dir=results_dir, data_dir=data_dir, progress=progress,
         description=f"NNGP scores of {num_architectures} NAS-Bench-101 architectures drawn with seed {seed}",
-        command=command,
+        command=command, backend=backend,
     )
 
 
-def _precompile(settings: Sequence[Setting], image_shape: tuple[int, int]) -> None:
-    """Compile the primitives of every NB101 network the settings' passes can call on
-    images of ``image_shape`` (height, width) before downsampling."""
+def _precompile(settings: Sequence[Setting], image_shape: tuple[int, int], backend: str = "jax") -> None:
+    """Compile the JAX primitives of every NB101 network the settings' passes can call on
+    images of ``image_shape`` (height, width) before downsampling: all of them for the
+    JAX backend, the initializers only for PyTorch (which compiles nothing itself)."""
     from nngp_lib import kernels
-    from nngp_lib.networks import nasbench101 as nb101_net
+    from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
     n_train = max(s.n_train for s in settings)
     n_val = max(s.n_val for s in settings)
@@ -332,7 +388,8 @@ def _precompile(settings: Sequence[Setting], image_shape: tuple[int, int]) -> No
     height, width = image_shape
     for multiplier, factor in sorted({(s.width_multiplier, s.downsample_factor) for s in settings}):
         nb101_net.precompile(batch_size=batch, train_batch_size=kernels.default_bn_batch(n_train),
-                             stem_channels=stem_channels(multiplier), image_size=(height // factor, width // factor))
+                             stem_channels=stem_channels(multiplier), image_size=(height // factor, width // factor),
+                             forward=backend == "jax")
 
 
 def _append(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ a CPU, XLA takes minutes to compile a whole MnasNet network's step (15 minutes w
 about 5 CPU-minutes, for a 10-MFLOP network at width 0.25 on the busy 2-core machine
 this was written on); with ``jit_step=False`` the gradient is taken outside
 ``jax.jit``, so a network made of separately compiled layers
-(:func:`nngp_lib.networks.mnas.layer_unit`) compiles layer by layer, once per layer
+(:func:`nngp_lib.spaces.mnas.jax_network.layer_unit`) compiles layer by layer, once per layer
 shape across all networks (about 40 CPU-seconds for that network), with steps as fast.
 The optimizer update is then applied leaf by leaf, each leaf shape compiled
 once. Both modes compute the same update.

@@ -12,8 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from nngp_lib import analysis, cost, metrics
 from nngp_lib.data import nb101_table
-from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.scoring import SCORE_COLUMNS, SETTING_COLUMNS, Setting
+from nngp_lib.spaces.nb101 import ModelSpec
 
 SETTINGS = (Setting(ensemble=1, n_train=100, n_val=100), Setting(ensemble=2, n_train=200, n_val=100))
 

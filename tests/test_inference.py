@@ -9,7 +9,13 @@ import pytest
 import scipy.linalg
 
 from nngp_lib.config import data_dir, missing_data_message
-from nngp_lib.inference import DEFAULT_EPS, centered_one_hot, nngp_inference, posterior_mean
+from nngp_lib.inference import (
+    DEFAULT_EPS,
+    centered_one_hot,
+    nngp_inference,
+    nngp_inference_from_features,
+    posterior_mean,
+)
 
 CIFAR_MEAN = np.array([125.3, 123.0, 113.9])
 CIFAR_STD = np.array([63.0, 62.1, 66.7])
@@ -182,3 +188,72 @@ def test_bad_input_raises_one_line(k_tt, k_vt, y_train, y_val, kwargs, message):
     with pytest.raises(ValueError, match=message) as error:
         nngp_inference(np.asarray(k_tt, float), np.asarray(k_vt, float), np.asarray(y_train), np.asarray(y_val), **kwargs)
     assert "\n" not in str(error.value)
+
+
+def _relu_features(cifar_batch, networks: int, width: int, n: int, m: int):
+    """(k, n, D), (k, m, D) random ReLU features of real images, and their labels."""
+    images, labels = cifar_batch
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(networks, images.shape[1], width)) / np.sqrt(images.shape[1])
+    features = np.maximum(np.einsum("id,kdw->kiw", images[: n + m], weights), 0.0)
+    return features[:, :n], features[:, n:], labels[:n], labels[n : n + m]
+
+
+def _same_result(a, b):
+    np.testing.assert_array_equal(np.isnan(a.accuracy), np.isnan(b.accuracy))
+    np.testing.assert_allclose(a.accuracy, b.accuracy, equal_nan=True, atol=1.5 / 100)
+    np.testing.assert_allclose(a.loo_accuracy, b.loo_accuracy, equal_nan=True, atol=1.5 / 100)
+
+
+@pytest.mark.parametrize("networks, width, n", [(2, 200, 300), (1, 40, 300), (3, 30, 250)])
+def test_features_path_equals_the_kernel_path(cifar_batch, networks, width, n):
+    """Full rank (k D >= n) and low rank (k D < n, the thin-SVD factorization) alike."""
+    f_train, f_val, y_train, y_val = _relu_features(cifar_batch, networks, width, n, 100)
+    direct = nngp_inference(
+        np.einsum("kid,kjd->ij", f_train, f_train) / (networks * width),
+        np.einsum("kid,kjd->ij", f_val, f_train) / (networks * width), y_train, y_val,
+    )
+    from_features = nngp_inference_from_features(f_train, f_val, y_train, y_val)
+    _same_result(direct, from_features)
+    assert direct.best_accuracy == pytest.approx(from_features.best_accuracy, abs=0.011)
+    assert from_features.best_accuracy > 0.15  # real images: above chance (0.1)
+
+
+def test_low_rank_solve_is_exact(cifar_batch):
+    """(K + reg I)^{-1} Y from the thin SVD equals a dense solve at a well-conditioned eps."""
+    from nngp_lib.inference import _RegularizedSystem
+
+    f_train, _, y_train, _ = _relu_features(cifar_batch, 1, 30, 200, 1)
+    factor = f_train[0] / np.sqrt(30)
+    targets = centered_one_hot(y_train)
+    system = _RegularizedSystem.from_factor(factor, np.array([1e-2, 1.0]))
+    kernel = factor @ factor.T
+    for index, eps in enumerate([1e-2, 1.0]):
+        reg = eps * np.trace(kernel) / len(kernel)
+        expected = np.linalg.solve(kernel + reg * np.eye(len(kernel)), targets)
+        np.testing.assert_allclose(system.solve(targets)[index], expected, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(system.inverse_diagonal()[:, index],
+                                   np.diag(np.linalg.inv(kernel + reg * np.eye(len(kernel)))), rtol=1e-8)
+
+
+def test_centered_kernel_is_the_kernel_of_centered_features(cifar_batch):
+    f_train, f_val, y_train, y_val = _relu_features(cifar_batch, 2, 100, 300, 100)
+    mean = f_train.mean(axis=1, keepdims=True)
+    expected = nngp_inference_from_features(f_train - mean, f_val - mean, y_train, y_val)
+    centered = nngp_inference_from_features(f_train, f_val, y_train, y_val, center=True)
+    np.testing.assert_array_equal(centered.accuracy, expected.accuracy)
+    plain = nngp_inference_from_features(f_train, f_val, y_train, y_val)
+    assert not np.array_equal(plain.accuracy, centered.accuracy, equal_nan=True)
+
+
+def test_restricted_result_equals_inference_on_the_subset(cifar_batch):
+    f_train, f_val, y_train, y_val = _relu_features(cifar_batch, 2, 100, 300, 200)
+    full = nngp_inference_from_features(f_train, f_val, y_train, y_val, return_val_labels=True)
+    positions = np.random.default_rng(0).choice(200, 80, replace=False)
+    subset = nngp_inference_from_features(f_train, f_val[:, positions], y_train, y_val[positions])
+    restricted = full.restricted(positions, y_val[positions])
+    np.testing.assert_array_equal(restricted.accuracy, subset.accuracy)
+    assert (restricted.best_accuracy, restricted.best_eps, restricted.loo_val_accuracy) == (
+        subset.best_accuracy, subset.best_eps, subset.loo_val_accuracy)
+    with pytest.raises(ValueError, match="return_val_labels=True"):
+        subset.restricted(positions, y_val[positions])

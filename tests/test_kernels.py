@@ -10,9 +10,9 @@ import pytest
 from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table
 from nngp_lib.kernels import ensemble_features, monte_carlo_nngp, nngp_from_features
-from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.networks import convnet, layers
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 # As in test_networks: every code path at little compute; with batches of 4 8x8 images
 # both files share one set of compilations.

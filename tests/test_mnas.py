@@ -1,4 +1,4 @@
-"""Tests of the MnasNet search space (nngp_lib.mnas) and its JAX network (nngp_lib.networks.mnas)."""
+"""Tests of the MnasNet search space (nngp_lib.spaces.mnas) and its JAX network (nngp_lib.spaces.mnas.jax_network)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from nngp_lib import mnas
 from nngp_lib.data import cifar10
-from nngp_lib.mnas import BlockSpec, MnasSpec
 from nngp_lib.networks import layers
-from nngp_lib.networks import mnas as mnas_networks
+from nngp_lib.spaces import mnas
+from nngp_lib.spaces.mnas import BlockSpec, MnasSpec
+from nngp_lib.spaces.mnas import jax_network as mnas_networks
 
 KEY = jax.random.PRNGKey(0)
 

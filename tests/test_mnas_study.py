@@ -1,4 +1,4 @@
-"""Tests of the MNAS study (nngp_lib.mnas_study): settings, reward, figure 7's selection, and a
+"""Tests of the MNAS study (nngp_lib.spaces.mnas.study): settings, reward, figure 7's selection, and a
 tiny end-to-end run on real CIFAR-10 images."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nngp_lib import mnas, mnas_study, results
-from nngp_lib.mnas import BlockSpec, MnasSpec
-from nngp_lib.mnas_study import StudySettings
+from nngp_lib import results
+from nngp_lib.spaces import mnas
+from nngp_lib.spaces.mnas import BlockSpec, MnasSpec
+from nngp_lib.spaces.mnas import study as mnas_study
+from nngp_lib.spaces.mnas.study import StudySettings
 
 
 def smallest_spec() -> MnasSpec:

@@ -1,4 +1,4 @@
-"""Tests of nngp_lib.nasbench101: validation, pruning, the network's parameter and FLOP
+"""Tests of nngp_lib.spaces.nb101: validation, pruning, the network's parameter and FLOP
 counts, the enumeration of the whole space and sampling from it.
 
 The NB101 table (30,001 architectures with NB101's own hash and parameter count) and
@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from nngp_lib import nasbench101 as nb
-from nngp_lib.nasbench101 import (
+from nngp_lib.spaces import nb101 as nb
+from nngp_lib.spaces.nb101 import space as nb_space
+from nngp_lib.spaces.nb101 import (
     AVAILABLE_OPS,
     CONV1X1,
     CONV3X3,
@@ -201,9 +202,9 @@ def test_fast_enumeration_reproduces_generate_graphs_up_to_five_vertices():
     # Small enough to run NB101's brute force (every labeled graph hashed); the table
     # test below covers 6 and 7 vertices.
     expected = list(_generate_graphs(5).items())
-    cells = [cell for V in range(2, 6) for cell in nb._representatives(V)]
+    cells = [cell for V in range(2, 6) for cell in nb_space._representatives(V)]
     found = [(m.tolist(), [-1, *labels, -2]) for m, labelings in cells for labels in labelings.tolist()]
-    assert list(zip(nb._hash_cells(cells), found)) == expected
+    assert list(zip(nb_space._hash_cells(cells), found)) == expected
 
 
 @pytest.mark.slow
@@ -248,14 +249,14 @@ def test_space_cache_is_validated_and_rebuilt_when_corrupt(tmp_path, monkeypatch
     matrices[:, 0, 1] = 1
     hashes = np.array([f"{i:032x}" for i in range(size)])
     space = nb.SearchSpace(matrices, labels, np.full(size, 2, np.int8), hashes)
-    monkeypatch.setattr(nb, "SPACE_SIZE", size)
+    monkeypatch.setattr(nb_space, "SPACE_SIZE", size)
     builds = []
-    monkeypatch.setattr(nb, "build_search_space", lambda: builds.append(1) or space)
-    monkeypatch.setattr(nb, "_SPACES", {})
+    monkeypatch.setattr(nb_space, "build_search_space", lambda: builds.append(1) or space)
+    monkeypatch.setattr(nb_space, "_SPACES", {})
     path = tmp_path / "nasbench101" / "nb101_space_v1.npz"
 
     assert search_space(cache_dir=tmp_path) is space and len(builds) == 1 and path.exists()
-    monkeypatch.setattr(nb, "_SPACES", {})
+    monkeypatch.setattr(nb_space, "_SPACES", {})
     reloaded = search_space(cache_dir=tmp_path)
     assert len(builds) == 1  # read from the file
     for field in ("matrices", "labels", "num_vertices", "hashes"):
@@ -275,10 +276,10 @@ def test_space_cache_is_validated_and_rebuilt_when_corrupt(tmp_path, monkeypatch
 
     for corrupt in (tamper_one_label, truncate, garble_end):
         corrupt(path)
-        monkeypatch.setattr(nb, "_SPACES", {})
+        monkeypatch.setattr(nb_space, "_SPACES", {})
         with pytest.warns(UserWarning, match="corrupt; rebuilding"):
             search_space(cache_dir=tmp_path)
-        assert nb._read_space(path) is not None  # rewritten whole
+        assert nb_space._read_space(path) is not None  # rewritten whole
     assert len(builds) == 4
     assert not list(path.parent.glob("*.tmp"))
 

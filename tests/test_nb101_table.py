@@ -11,7 +11,7 @@ import pytest
 from nngp_lib import config
 from nngp_lib.data import nb101_table
 from nngp_lib.data.nb101_table import COLUMNS, load_table, read_table
-from nngp_lib.nasbench101 import ModelSpec
+from nngp_lib.spaces.nb101 import ModelSpec
 
 
 @pytest.fixture(scope="module")

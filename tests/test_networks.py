@@ -10,9 +10,9 @@ from jax import lax
 
 from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table
-from nngp_lib.nasbench101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, ModelSpec
 from nngp_lib.networks import layers
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 # Every code path (both kinds of stack, cells fed by a stack input and by a cell) at
 # little compute; all tests share it and 4 images of 8x8, hence one set of compilations.
@@ -171,7 +171,7 @@ def _reference_features(spec: ModelSpec, variables, x, stem_channels, num_stacks
     def pool(h, window, stride):
         return lax.reduce_window(h, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), "SAME")
 
-    def cell(p, s, h, channels):
+    def cell(scope, h, channels):
         out = spec.num_vertices - 1
         widths = spec.vertex_channels(h.shape[-1], channels)
         cache = {0: h}
@@ -180,17 +180,21 @@ def _reference_features(spec: ModelSpec, variables, x, stem_channels, num_stacks
             if t not in cache:
                 terms = [vertex(u)[..., : widths[t]] for u in range(1, t) if spec.matrix[u, t]]
                 if spec.matrix[0, t]:
-                    terms.append(conv_bn_relu(p[f"projection{t}"], s[f"projection{t}"], h))
+                    name = f"{scope}vertex_{t}/projection"
+                    terms.append(conv_bn_relu(params[name], stats[name], h))
                 total = sum(terms)
                 if spec.ops[t] == MAXPOOL3X3:
                     cache[t] = pool(total, 3, 1)
                 else:
-                    cache[t] = conv_bn_relu(p[f"vertex{t}"], s[f"vertex{t}"], total)
+                    name = f"{scope}vertex_{t}/{spec.ops[t]}"
+                    cache[t] = conv_bn_relu(params[name], stats[name], total)
             return cache[t]
 
         fed = [vertex(t) for t in range(1, out) if spec.matrix[t, out]]
         projection = (
-            conv_bn_relu(p["output_projection"], s["output_projection"], h) if spec.matrix[0, out] else 0
+            conv_bn_relu(params[f"{scope}output/projection"], stats[f"{scope}output/projection"], h)
+            if spec.matrix[0, out]
+            else 0
         )
         return (jnp.concatenate(fed, axis=-1) if fed else 0) + projection
 
@@ -200,8 +204,7 @@ def _reference_features(spec: ModelSpec, variables, x, stem_channels, num_stacks
         if stack:
             h, channels = pool(h, 2, 2), 2 * channels
         for m in range(modules_per_stack):
-            name = (f"stack{stack}", f"module{m}")
-            h = cell(params[name[0]][name[1]], stats[name[0]][name[1]], h, channels)
+            h = cell(f"stack{stack}/module{m}/", h, channels)
     return h.mean(axis=(1, 2))
 
 

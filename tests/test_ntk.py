@@ -12,8 +12,8 @@ import pytest
 from nngp_lib import kernels, ntk, proxies
 from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table
-from nngp_lib.nasbench101 import ModelSpec
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 SMALLEST = dict(stem_channels=4, num_stacks=1, modules_per_stack=1)  # a few hundred parameters
 

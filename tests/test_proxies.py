@@ -12,9 +12,9 @@ import pytest
 from nngp_lib import proxies, results
 from nngp_lib.data.cifar10 import nngp_split
 from nngp_lib.data.nb101_table import load_table, sample_rows
-from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.networks import layers
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 # As test_kernels: every code path at little compute, 8x8 images.
 TINY = dict(stem_channels=8, num_stacks=2, modules_per_stack=2)

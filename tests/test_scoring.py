@@ -10,8 +10,8 @@ import pytest
 
 from nngp_lib import cli, kernels, results, scoring
 from nngp_lib.inference import nngp_inference
-from nngp_lib.nasbench101 import ModelSpec, load_table
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec, load_table
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 NARROW = 1 / 16  # 8 stem channels: the same code path at a fraction of the cost
 

@@ -8,11 +8,12 @@ import jax
 import numpy as np
 import pytest
 
-from nngp_lib import mnas, training
+from nngp_lib import training
 from nngp_lib.data.cifar10 import nngp_split
-from nngp_lib.nasbench101 import ModelSpec
-from nngp_lib.networks import mnas as mnas_networks
-from nngp_lib.networks import nasbench101
+from nngp_lib.spaces import mnas
+from nngp_lib.spaces.mnas import jax_network as mnas_networks
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nasbench101
 
 KEY = jax.random.PRNGKey(0)
 SETTINGS = dict(epochs=4, batch_size=32, learning_rate=0.2, seed=0)

@@ -58,7 +58,7 @@ import pandas as pd
 from nngp_lib import analysis, cost, plotting, scoring, search
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.nasbench101 import specs_from_table
+from nngp_lib.spaces.nb101 import specs_from_table
 
 if not 0 < space_fraction <= 1:
     raise ValueError(f"space_fraction must be in (0, 1], got {space_fraction}")

@@ -65,8 +65,8 @@ from nngp_lib import analysis, plotting, scoring, search
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
-from nngp_lib.nasbench101 import specs_from_table
 from nngp_lib.networks.layers import BN_EPSILON, BN_MOMENTUM
+from nngp_lib.spaces.nb101 import specs_from_table
 
 plotting.enable_offline_renderer()
 table = nb101_table.load_table()
@@ -159,7 +159,7 @@ show(
 import jax
 
 from nngp_lib.data.cifar10 import nngp_split
-from nngp_lib.networks import nasbench101 as nb101_network
+from nngp_lib.spaces.nb101 import jax_network as nb101_network
 
 example = specs_from_table(table.set_index("hash").loc[[proxies.scores.index[0]]])[0]
 width = float(pairs["width_multiplier"].iloc[0])

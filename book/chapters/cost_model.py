@@ -72,8 +72,8 @@ from nngp_lib.data.cifar10 import downsample, nngp_split
 from nngp_lib.inference import nngp_inference
 from nngp_lib.kernels import monte_carlo_nngp
 from nngp_lib.metrics import kendall_tau, pearson
-from nngp_lib.nasbench101 import specs_from_table
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
+from nngp_lib.spaces.nb101 import specs_from_table
 
 if not 2 <= timing_architectures <= 12:
     raise ValueError(f"timing_architectures must be in 2..12, got {timing_architectures}")

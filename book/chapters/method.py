@@ -87,9 +87,9 @@ from nngp_lib.data import nb101_table
 from nngp_lib.data.cifar10 import CLASS_NAMES, downsample, nngp_split
 from nngp_lib.inference import DEFAULT_EPS, nngp_inference
 from nngp_lib.kernels import ensemble_features, monte_carlo_nngp, nngp_from_features
-from nngp_lib.nasbench101 import ModelSpec
 from nngp_lib.networks import convnet
-from nngp_lib.networks import nasbench101 as nb101_net
+from nngp_lib.spaces.nb101 import ModelSpec
+from nngp_lib.spaces.nb101 import jax_network as nb101_net
 
 if not 1 <= heatmap_per_class <= 7:
     raise ValueError(f"heatmap_per_class must be in 1..7 (altair embeds at most 5000 cells), got {heatmap_per_class}")
@@ -168,7 +168,7 @@ print(f"pixel mean {data.x_train.mean():.3f}, standard deviation {data.x_train.s
 # %% [markdown]
 # ## Step 1: one network, its batch-norm pass and its features
 #
-# A network is a pair of pure functions (`nngp_lib.networks.nasbench101.network`):
+# A network is a pair of pure functions (`nngp_lib.spaces.nb101.jax_network.network`):
 # `init(key)` draws the parameters as TensorFlow 1 did for NAS-Bench-101
 # (variance-scaling convolution kernels, batch-norm scale 1 and offset 0, moving
 # mean 0 and variance 1), and `features(variables, images, train=...)` returns the

@@ -14,7 +14,7 @@
 # # The MNAS space
 #
 # The paper's second study (its sections 3.2 and 4.2, figure 7) leaves NAS-Bench-101
-# for the MnasNet search space (Tan et al., 2019; `nngp_lib.mnas`), built for mobile
+# for the MnasNet search space (Tan et al., 2019; `nngp_lib.spaces.mnas`), built for mobile
 # networks on ImageNet. It samples 10,000 networks, trains each for 5 epochs on ImageNet
 # (the 5-epoch accuracy, and MnasNet's reward ACC × (LAT / TAR)^w that trades it
 # against latency), and scores each with NNGP inference on label-subsampled ImageNet
@@ -27,8 +27,8 @@
 #
 # **What this chapter can and cannot replay.** No ImageNet and no accelerator were
 # available, so nothing here is on ImageNet and there is **no 400-epoch ground truth**.
-# Instead, on CIFAR-10 (the space's CIFAR variant, `nngp_lib.mnas.VARIANTS`), every
-# sampled network is measured by `nngp_lib.mnas_study.run_study`:
+# Instead, on CIFAR-10 (the space's CIFAR variant, `nngp_lib.spaces.mnas.VARIANTS`), every
+# sampled network is measured by `nngp_lib.spaces.mnas.study.run_study`:
 #
 # * **NNGP accuracy**: the paper's label-subsampled setting carried over to CIFAR-10,
 #   a class-balanced set of randomly chosen CIFAR-10 classes;
@@ -69,9 +69,11 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from nngp_lib import mnas, mnas_study, plotting, search
+from nngp_lib import plotting, search
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.metrics import kendall_tau, pearson
+from nngp_lib.spaces import mnas
+from nngp_lib.spaces.mnas import study as mnas_study
 
 if num_networks < top_k + 1:
     raise ValueError(f"num_networks must be at least top_k + 1 = {top_k + 1}, got {num_networks}")
@@ -161,7 +163,7 @@ show(
 # ## Which measure finds the best network? (figure 7, left)
 #
 # The top-k networks by each measure, and k networks drawn at random, with the best
-# stand-in truth among them (`nngp_lib.mnas_study.selection_summary`). The measures rank
+# stand-in truth among them (`nngp_lib.spaces.mnas.study.selection_summary`). The measures rank
 # the whole sample once, so their groups are fixed; the random group is redrawn many
 # times and its mean best (with its standard error) is shown.
 

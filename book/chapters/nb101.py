@@ -68,7 +68,7 @@ from IPython.display import display
 from nngp_lib import analysis, plotting, results, scoring
 from nngp_lib.book import cached_or_computed, provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.nasbench101 import specs_from_table
+from nngp_lib.spaces.nb101 import specs_from_table
 
 if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")

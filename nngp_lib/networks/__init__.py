@@ -1,9 +1,13 @@
-"""JAX networks of the search spaces, as pairs of pure functions in the style of
-neural-tangents' ``stax``: ``init(key) -> variables`` and
+"""Networks of the search spaces, as pure functions in the style of neural-tangents'
+``stax``: ``init(key) -> variables`` and
 ``features(variables, images) -> (penultimate features, batch statistics)``.
 
 ``variables`` is ``{'params': pytree, 'batch_stats': pytree}``; gradients are taken with
-respect to ``variables['params']``. Images are float32 NHWC arrays.
+respect to ``variables['params']`` (JAX backends). Images are float32 NHWC arrays.
+This package holds what the backends share: the :class:`Network` type, the jitted JAX
+primitives (:mod:`.layers`) and a plain conv net (:mod:`.convnet`) for validating the
+Monte-Carlo estimator against neural-tangents; the networks of a search space live
+with the space (:mod:`nngp_lib.spaces`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class Network(NamedTuple):
       feature_dim: width of the penultimate layer.
       flops: ``flops(height, width)``: floating-point operations of the convolutions
         and the readout for one image (a multiply-add counts two).
+      featurizer: optional ``featurizer(variables) -> (images -> (N, feature_dim)
+        features)`` in inference mode, for streaming many batches through one network:
+        a backend does its per-network preparation (e.g. folding batch norm into the
+        convolutions) once. None: use ``features``.
     """
 
     init: Callable[[jax.Array], Variables]
@@ -36,6 +44,7 @@ class Network(NamedTuple):
     apply: Callable[..., tuple[jax.Array, Any]]
     feature_dim: int
     flops: Callable[[int, int], int]
+    featurizer: Callable[[Variables], Callable[[Any], Any]] | None = None
 
 
 __all__ = ["Network", "Variables"]

@@ -1,7 +1,7 @@
 """The network of an MnasNet-space spec, in plain JAX, exposing its penultimate features.
 
-The layers are those of :func:`nngp_lib.mnas.layer_plan` (the one list that
-:func:`~nngp_lib.mnas.num_params` and :func:`~nngp_lib.mnas.flops` count), run in Python
+The layers are those of :func:`nngp_lib.spaces.space.layer_plan` (the one list that
+:func:`~nngp_lib.spaces.mnas.num_params` and :func:`~nngp_lib.spaces.mnas.flops` count), run in Python
 layer by layer, each layer a separately compiled :func:`layer_unit` (forward, and forward
 with pullback plus backward for gradients): a layer compiles once per shape signature,
 so networks that share layer shapes share compilations, and gradients taken outside
@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from nngp_lib import mnas
-from nngp_lib.mnas import Conv, Layer, MnasSpec, SqueezeExcite, VariantName
 from nngp_lib.networks import Network, Variables, layers
+from nngp_lib.spaces.mnas import spec as space
+from nngp_lib.spaces.mnas.spec import Conv, Layer, MnasSpec, SqueezeExcite, VariantName
 
 BN_EPSILON = 1e-3  # MnasNet's (NAS-Bench-101 uses layers.BN_EPSILON = 1e-5)
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
@@ -56,7 +56,7 @@ def network(
     Args:
       spec: the architecture.
       variant: ``'imagenet'`` (224x224 inputs, total stride 32) or ``'cifar10'`` (32x32
-        inputs, stem and block 2 at stride 1, total stride 8); see :mod:`nngp_lib.mnas`.
+        inputs, stem and block 2 at stride 1, total stride 8); see :mod:`nngp_lib.spaces.mnas`.
       num_classes: classifier outputs; the variant's (1000 or 10) by default.
       width_multiplier: multiplier of every channel count, for cheaper estimates (the
         cost falls roughly with its square); ``feature_dim`` is ``round(1280 * width_multiplier)``.
@@ -65,8 +65,8 @@ def network(
       A :class:`~nngp_lib.networks.Network` on (N, H, W, 3) float32 images of any size
       (each stride rounds up, as 'same' padding does).
     """
-    plan = mnas.layer_plan(spec, variant=variant, width_multiplier=width_multiplier)
-    classes = mnas.resolve_num_classes(num_classes, variant)
+    plan = space.layer_plan(spec, variant=variant, width_multiplier=width_multiplier)
+    classes = space.resolve_num_classes(num_classes, variant)
     feature_dim = plan[-1].out_channels
 
     def init(key: jax.Array) -> Variables:
@@ -109,7 +109,7 @@ def network(
         return layers.dense(variables["params"]["dense"], feats), new_stats
 
     def flops(height: int, width: int) -> int:
-        return mnas.plan_flops(plan, height, width, classes)
+        return space.plan_flops(plan, height, width, classes)
 
     return Network(init=init, features=features, apply=apply, feature_dim=feature_dim, flops=flops)
 

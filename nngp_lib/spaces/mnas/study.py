@@ -8,7 +8,7 @@ here (no ImageNet, no accelerator), so :func:`run_study` measures, for each netw
 a seeded sample, on CIFAR-10 and at a reduced width:
 
 * ``nngp_acc`` / ``nngp_acc_loo``: NNGP validation accuracy
-  (:func:`nngp_lib.mnas.nngp_accuracy`) on a class-balanced CIFAR-10 subset of
+  (:func:`nngp_lib.spaces.mnas.nngp_accuracy`) on a class-balanced CIFAR-10 subset of
   ``nngp_labels`` random classes, the paper's label-subsampled setting carried over
   to CIFAR-10 (best eps, and eps chosen by leave-one-out);
 * ``short_acc``: validation accuracy after ``short_epochs`` epochs of training
@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from nngp_lib import mnas
 from nngp_lib import results as results_io
-from nngp_lib.mnas import LabelSubset, MnasSpec
+from nngp_lib.spaces import mnas
+from nngp_lib.spaces.mnas import LabelSubset, MnasSpec
 
 MNASNET_REWARD_EXPONENT = -0.07  # w of MnasNet's soft latency constraint (Tan et al. 2019, eq. 2)
 VARIANT = "cifar10"
@@ -171,7 +171,7 @@ def measure_network(spec: MnasSpec, settings: StudySettings, data: StudyData) ->
     import jax
 
     from nngp_lib import training
-    from nngp_lib.networks import mnas as mnas_networks
+    from nngp_lib.spaces.mnas import jax_network as mnas_networks
 
     width = settings.width_multiplier
     flops = mnas.flops(spec, variant=VARIANT, width_multiplier=width)
@@ -222,7 +222,7 @@ def run_study(
 
     ``index`` is the network's position in ``specs``. Networks already in the result
     (same hash) are skipped when ``resume`` is true, so a run grows or resumes with a
-    longer sample of the same seed (:func:`nngp_lib.mnas.sample_mnas` draws a prefix of
+    longer sample of the same seed (:func:`nngp_lib.spaces.mnas.sample_mnas` draws a prefix of
     the longer sample); an existing result of other settings, or any existing result
     with ``resume=False``, is an error rather than overwritten. The table is written
     atomically after every network.
