@@ -5,6 +5,7 @@ Examples::
     nngp-nas score --hash 00005c142e6f48ac74fdcf73e3439874
     nngp-nas score --adjacency '[[0,1,1],[0,0,1],[0,0,0]]' --ops '["input","conv3x3-bn-relu","output"]'
     nngp-nas score-table --sample 200 --out nb101_nngp --ensemble 1 2 --n-train 100 200
+    nngp-nas ladder --width 0.25
     nngp-nas convert-tfrecord nasbench_full.tfrecord nb101_full.csv.gz
 """
 
@@ -37,6 +38,12 @@ def _add_setting_arguments(parser: argparse.ArgumentParser, many: bool) -> None:
     parser.add_argument("--downsample-factor", type=int, default=1, choices=(1, 2, 4),
                         help="feed the networks images averaged over blocks of this side (cheaper above 1)")
     parser.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
+    _add_backend_argument(parser)
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="auto", choices=("auto", "jax", "torch"),
+                        help="what runs the networks (auto: torch when installed, see nngp_lib.backends)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--results-dir", default=None, help=f"results folder (default ${config.RESULTS_ENV} or results/)")
     table.add_argument("--no-resume", action="store_true", help="fail instead of continuing an existing result")
     _add_setting_arguments(table, many=True)
+
+    ladder = commands.add_parser("ladder", help="score one width of the ladder of settings (nngp_lib.ladder)")
+    ladder.add_argument("--width", type=float, required=True, help="width multiplier: 0.25, 0.5 or 1")
+    ladder.add_argument("--num-architectures", type=int, default=None,
+                        help="a shorter prefix of the sample than the plan's (for a trial)")
+    ladder.add_argument("--results-dir", default=None, help=f"results folder (default ${config.RESULTS_ENV} or results/)")
+    ladder.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
+    _add_backend_argument(ladder)
 
     convert = commands.add_parser("convert-tfrecord",
                                   help="convert NAS-Bench-101's official TFRecord to the table format")
@@ -108,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             setting = scoring.Setting(args.ensemble, args.n_train, args.n_val, args.seed, args.data_seed,
                                       args.bn_momentum, args.width_multiplier, args.downsample_factor)
             data = scoring.nngp_split(args.n_train, args.n_val, seed=args.data_seed, data_dir=args.data_dir)
-            (row,) = scoring.score_spec(spec, [setting], data)
+            (row,) = scoring.score_spec(spec, [setting], data, backend=args.backend)
             print(json.dumps(row))
         elif args.command == "score-table":
             from nngp_lib import scoring
@@ -129,8 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                 for k, n, m in itertools.product(args.ensemble, args.n_train, args.n_val)
             ]
             result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,
-                                        data_dir=args.data_dir, resume=not args.no_resume,
+                                        data_dir=args.data_dir, resume=not args.no_resume, backend=args.backend,
                                         command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+            print(f"wrote {len(result.table)} rows to {result.path}")
+        elif args.command == "ladder":
+            from nngp_lib import ladder
+
+            result = ladder.run(args.width, num_architectures=args.num_architectures, results_dir=args.results_dir,
+                                data_dir=args.data_dir, backend=args.backend,
+                                command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
             print(f"wrote {len(result.table)} rows to {result.path}")
         elif args.command == "convert-tfrecord":
             from nngp_lib.data import tfrecord
