@@ -113,3 +113,139 @@ def plan_table(widths_: Sequence[float] | None = None):
             rows.append({"width": width, "k": s.ensemble, "n": s.n_train, "m": s.n_val,
                          "architectures": ARCHITECTURES[width]})
     return pd.DataFrame(rows)
+
+
+# -- reading the ladder -------------------------------------------------------------------
+
+VALUES = ("nngp_acc", "nngp_acc_loo", "nngp_acc_centered")
+"""The scores each setting is read at: the paper's best eps, eps by leave-one-out, and the
+centered kernel (best eps), all from the same features."""
+
+
+def read_runs(widths_: Sequence[float] | None = None, results_dir: str | os.PathLike | None = None):
+    """The ladder's results present in ``results_dir``: ``(table, {width: provenance})``.
+
+    ``table`` concatenates the rows of every width's result found (missing widths are
+    left out: the run may still be going); a width asked for explicitly and absent is an
+    error naming the command that computes it.
+    """
+    import pandas as pd
+
+    from nngp_lib import results
+
+    tables, provenances = [], {}
+    for width in widths_ or widths():
+        name = run_name(width)
+        if not results.exists(name, results_dir):
+            if widths_ is not None:
+                raise FileNotFoundError(f"no result {name!r}: compute it with `nngp-nas ladder --width {width:g}`")
+            continue
+        result = results.read(name, results_dir)
+        tables.append(result.table)
+        provenances[float(width)] = result.provenance
+    if not tables:
+        raise FileNotFoundError("no ladder result found: compute one with `nngp-nas ladder --width 0.25`")
+    return pd.concat(tables, ignore_index=True), provenances
+
+
+def summary(
+    proxy_scores,
+    flops_by_width: dict[float, float],
+    *,
+    num_resamples: int = 1000,
+    seed: int = 0,
+):
+    """One row per proxy of ``proxy_scores`` (an :class:`nngp_lib.analysis.ProxyScores`):
+    its setting, tau and Pearson with bootstrap intervals, and two costs per score.
+
+    ``spent PFLOPs`` is the paper's FLOP model (:func:`nngp_lib.analysis.proxy_costs`)
+    with each width's own mean forward FLOPs (``flops_by_width``, which must hold 1.0
+    and every width scored), i.e. what the narrower networks actually computed;
+    ``full-width PFLOPs`` counts every NNGP setting as if run at full width (the paper's
+    axis). ``frontier`` marks the proxies no cheaper proxy beats on tau (by spent cost).
+    """
+    from nngp_lib import analysis
+
+    table = analysis.correlation_table(proxy_scores.scores, proxy_scores.truth,
+                                       num_resamples=num_resamples, seed=seed)
+    proxies = proxy_scores.proxies
+    out = proxies[["kind", "variant", "ensemble", "n_train", "n_val", "width_multiplier", "epochs"]].join(table)
+    out["spent PFLOPs"] = analysis.proxy_costs(proxies, flops_by_width)
+    full_width = {w: flops_by_width[1.0] for w in flops_by_width}
+    out["full-width PFLOPs"] = analysis.proxy_costs(proxies, full_width)
+    out["frontier"] = analysis.pareto_front(out["spent PFLOPs"], out["kendall_tau"])
+    return out
+
+
+def claim_tests(
+    proxy_scores,
+    costs,
+    *,
+    budgets: Sequence[int] = (4, 12),
+    saving: float = 10.0,
+    num_resamples: int = 1000,
+    seed: int = 0,
+):
+    """The paper's claim at each training budget: the best NNGP score within ``1/saving``
+    of that training's cost against the training itself, by a paired bootstrap.
+
+    Args:
+      proxy_scores: an :class:`nngp_lib.analysis.ProxyScores` with NNGP proxies and
+        ``train <E> epochs`` for each budget E.
+      costs: (P,) PFLOPs per proxy (e.g. ``summary(...)["spent PFLOPs"]``).
+      budgets: training epochs to test against.
+      saving: how much cheaper NNGP must be (10: "an order of magnitude less FLOPs").
+
+    Returns one row per budget: the training's cost and tau, the NNGP proxy chosen (the
+    highest tau among those costing at most ``cost / saving``; NaN when none is that
+    cheap), its cost and tau, and the paired difference in tau (NNGP minus training)
+    with its percentile interval and the share of resamples in which NNGP wins.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from nngp_lib import analysis, metrics
+    from nngp_lib.analysis import NNGP, training_label
+
+    proxies = proxy_scores.proxies
+    taus = pd.Series({p: metrics.kendall_tau(proxy_scores.scores[p], proxy_scores.truth) for p in proxies.index})
+    rows = []
+    for epochs in budgets:
+        train = training_label(epochs)
+        if train not in proxies.index:
+            raise ValueError(f"no proxy {train!r}: pass epochs={tuple(budgets)} to analysis.proxy_scores")
+        limit = costs[train] / saving
+        affordable = proxies.index[(proxies["kind"] == NNGP) & (costs <= limit)]
+        row = {"training": train, "training PFLOPs": costs[train], "training tau": taus[train],
+               "NNGP budget PFLOPs": limit}
+        if len(affordable):
+            best = taus[affordable].idxmax()
+            test = analysis.paired_comparison(proxy_scores.scores, proxy_scores.truth, best, train,
+                                              num_resamples=num_resamples, seed=seed)
+            row.update({"NNGP": best, "NNGP PFLOPs": costs[best], "NNGP tau": taus[best],
+                        "difference": test["difference"], "low": test["low"], "high": test["high"],
+                        "fraction NNGP better": test["fraction_first_better"]})
+        else:
+            row.update({"NNGP": None, "NNGP PFLOPs": np.nan, "NNGP tau": np.nan, "difference": np.nan,
+                        "low": np.nan, "high": np.nan, "fraction NNGP better": np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def log_cost_trend(cost, tau, *, targets: Sequence[float] = ()):
+    """Least-squares line tau = a + b log10(cost) over the points given, and where it
+    reaches each target tau: ``(slope, intercept, {target: PFLOPs})``.
+
+    An extrapolation: it assumes tau keeps growing linearly in log cost past the
+    measured settings, which nothing here guarantees (tau is bounded by 1 and by the
+    noise of the ground truth). A flat or falling trend reaches no target (inf).
+    """
+    import numpy as np
+
+    x = np.log10(np.asarray(cost, dtype=float))
+    y = np.asarray(tau, dtype=float)
+    if x.shape != y.shape or len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError("log_cost_trend needs at least two points at different costs")
+    slope, intercept = np.polyfit(x, y, 1)
+    reach = {float(t): (float(10 ** ((t - intercept) / slope)) if slope > 0 else float("inf")) for t in targets}
+    return float(slope), float(intercept), reach
