@@ -50,6 +50,8 @@ TRUTH_COLUMN = "val_acc_108"
 NNGP_VALUES: dict[str, str] = {
     "nngp_acc": "best eps",
     "nngp_acc_loo": "leave-one-out eps",
+    "nngp_acc_centered": "centered kernel",
+    "nngp_acc_loo_centered": "centered kernel, leave-one-out eps",
 }
 """Score columns of a results table -> how their eps was chosen. ``nngp_acc`` is the
 paper's number (the best validation accuracy over the eps grid, chosen with the

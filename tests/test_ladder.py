@@ -93,10 +93,29 @@ def test_claim_test_picks_the_best_affordable_nngp_and_pairs_it_with_training(ru
         assert row["NNGP"] == max(taus, key=taus.get)
         assert row["difference"] == pytest.approx(row["NNGP tau"] - row["training tau"])
         assert row["low"] <= row["difference"] <= row["high"]
+    dearest = ladder.claim_tests(scores, costs, choose="largest", num_resamples=0).set_index("training")
+    for epochs in (4, 12):
+        row = dearest.loc[f"train {epochs} epochs"]
+        nngp_costs = costs[[p for p in scores.proxies.index if p.startswith("NNGP")]]
+        assert row["NNGP PFLOPs"] == nngp_costs[nngp_costs <= row["NNGP budget PFLOPs"]].max()
     nothing_affordable = ladder.claim_tests(scores, costs, saving=1e12, num_resamples=0)
     assert nothing_affordable["NNGP"].isna().all()
     with pytest.raises(ValueError, match="train 36 epochs"):
         ladder.claim_tests(scores, costs, budgets=(36,))
+
+
+def test_architecture_seconds_count_each_network_once(run):
+    folder, _, _ = run
+    rows, _ = ladder.read_runs(results_dir=folder)
+    seconds = ladder.architecture_seconds(rows)
+    assert len(seconds) == 12 + 6
+    per_architecture = rows.groupby(["width_multiplier", "hash"])["seconds"]
+    # more than any one setting (k = 2 adds a second network), less than the settings' sum
+    assert (seconds >= per_architecture.max() - 1e-12).all()
+    assert (seconds < per_architecture.sum()).all()
+    # networks 0 and 1 both on the 60 + 40 images: the k = 2 n = 60 setting holds them all
+    largest_k2 = rows[(rows["ensemble"] == 2) & (rows["n_train"] == 60)].set_index(["width_multiplier", "hash"])
+    assert np.allclose(seconds, largest_k2["seconds"].reindex(seconds.index))
 
 
 def test_log_cost_trend_is_exact_on_a_line_and_a_flat_trend_reaches_nothing():
