@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ladder.add_argument("--width", type=float, required=True, help="width multiplier: 0.25, 0.5 or 1")
     ladder.add_argument("--num-architectures", type=int, default=None,
                         help="a shorter prefix of the sample than the plan's (for a trial)")
-    ladder.add_argument("--results-dir", default=None, help=f"results folder (default ${config.RESULTS_ENV} or results/)")
+    ladder.add_argument("--results-dir", default=None,
+                        help=f"results folder (default ${config.RESULTS_ENV} or results/)")
     ladder.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
     _add_backend_argument(ladder)
 

@@ -113,8 +113,6 @@ def architecture_seconds(rows):
     networks 1 and up ran on the images of the largest setting of the largest k, whose
     time is theirs plus network 0's share, i.e. the k = 1 setting on the same images.
     """
-    import pandas as pd
-
     def one(frame):
         size = frame["n_train"] + frame["n_val"]
         single = frame[frame["ensemble"] == 1]

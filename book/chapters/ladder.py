@@ -275,7 +275,8 @@ for _, claim in claims.iterrows():
     low, high = claim["low"], claim["high"]
     verdict = "matches or beats" if low > 0 else "is beaten by" if high < 0 else "cannot be told apart from"
     sentences.append(
-        f"{claim['choice'].capitalize()}: within a {saving:g}th of {claim['training']} ({claim['training PFLOPs']:.2g} PFLOPs, tau "
+        f"{claim['choice'].capitalize()}: within a {saving:g}th of {claim['training']} "
+        f"({claim['training PFLOPs']:.2g} PFLOPs, tau "
         f"{claim['training tau']:.3f}) the NNGP reading is {claim['NNGP']} (tau {claim['NNGP tau']:.3f} at "
         f"{claim['NNGP PFLOPs']:.2g} PFLOPs): the difference is {claim['difference']:+.3f} "
         f"[{low:+.3f}, {high:+.3f}], NNGP ahead in {claim['fraction NNGP better']:.0%} of the resamples, so it "
