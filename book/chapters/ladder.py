@@ -213,6 +213,16 @@ by_n = (line.mark_line(point=True).encode(y=alt.Y("kendall_tau:Q", title="Kendal
 by_n
 
 # %% tags=["hide-input"]
+by_k_data = growth[growth["n_train"].isin([100, 300, 1000])].assign(n=lambda f: f["n_train"].astype(int))
+k_line = alt.Chart(by_k_data).encode(
+    x=alt.X("ensemble:Q", scale=alt.Scale(type="log", base=2), title="networks per kernel k"),
+    color=alt.Color("n:O", title="n"),
+)
+(k_line.mark_line(point=True).encode(y=alt.Y("kendall_tau:Q", title="Kendall tau"))
+ + k_line.mark_rule(opacity=0.4).encode(y="kendall_tau_low:Q", y2="kendall_tau_high:Q")
+ ).properties(width=260, height=200).facet(column=alt.Column("width:N", title="width"))
+
+# %% tags=["hide-input"]
 shared = overview.reset_index()
 shared = shared[(shared["kind"] == analysis.NNGP) & (shared["variant"] == "best eps") & (shared["n_val"] == 500)
                 & (shared["ensemble"] == 1)]
