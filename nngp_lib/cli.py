@@ -1,13 +1,5 @@
-"""The ``nngp-nas`` command line.
-
-Examples::
-
-    nngp-nas score --hash 00005c142e6f48ac74fdcf73e3439874
-    nngp-nas score --adjacency '[[0,1,1],[0,0,1],[0,0,0]]' --ops '["input","conv3x3-bn-relu","output"]'
-    nngp-nas score-table --sample 200 --out nb101_nngp --ensemble 1 2 --n-train 100 200
-    nngp-nas ladder --width 0.25
-    nngp-nas convert-tfrecord nasbench_full.tfrecord nb101_full.csv.gz
-"""
+"""The ``nngp-nas`` command line: the one command a user needs (``nngp-nas SUBCOMMAND --help``
+shows each subcommand's examples, :data:`EXAMPLES`, which tests/test_cli.py runs as typed)."""
 
 from __future__ import annotations
 
@@ -18,6 +10,46 @@ import sys
 from pathlib import Path
 
 from nngp_lib import config
+
+# The examples each subcommand's --help shows; tests/test_cli.py runs every one as typed
+# (with NNGP_NAS_RESULTS and the working directory in a temporary folder), so they stay tiny
+# and true. The nb101 chapter example is run by tests/test_chapter_runs.py next to the
+# papermill form of the same run.
+EXAMPLES: dict[str, list[str]] = {
+    "score": [
+        "nngp-nas score --hash 00005c142e6f48ac74fdcf73e3439874 --ensemble 1 --n-train 10 --n-val 10",
+        "nngp-nas score --adjacency '[[0,1,1],[0,0,1],[0,0,0]]' --ops '[\"input\",\"conv3x3-bn-relu\",\"output\"]' "
+        "--ensemble 1 --n-train 10 --n-val 10 --width-multiplier 0.25",
+    ],
+    "score-table": [
+        "nngp-nas score-table --sample 2 --out trial_nngp --ensemble 1 --n-train 10 20 --n-val 10 "
+        "--width-multiplier 0.25",
+    ],
+    "proxies": [
+        "nngp-nas proxies --sample 2 --out trial_proxies --proxies naswot params --option stem_channels=16 "
+        "--option naswot.batch_size=8",
+    ],
+    "chapter": [
+        "nngp-nas chapter nb101_data -p sample_for_plots 200",
+        "nngp-nas chapter nb101 -p ensemble 8 -p num_architectures 4 -p n_train 10 -p n_val 10",
+    ],
+    "convert-tfrecord": [
+        "nngp-nas convert-tfrecord nasbench_full.tfrecord nb101_full.csv.gz",
+    ],
+}
+
+
+def _examples(command: str) -> str:
+    return "examples:\n" + "\n".join(f"  {example}" for example in EXAMPLES.get(command, []))
+
+
+def chapters_dir() -> "Path":
+    """The book's chapter sources (``book/chapters`` of the repository this package runs from)."""
+    return Path(__file__).resolve().parents[1] / "book" / "chapters"
+
+
+def chapter_names() -> list[str]:
+    return sorted(path.stem for path in chapters_dir().glob("*.py"))
 
 
 def _add_setting_arguments(parser: argparse.ArgumentParser, many: bool) -> None:
@@ -47,19 +79,27 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nngp-nas", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 2)[2])
+    everything = [example for examples in EXAMPLES.values() for example in examples]
+    parser = argparse.ArgumentParser(
+        prog="nngp-nas", description="NNGP-guided neural architecture search on NAS-Bench-101.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples (tiny settings; see each subcommand's --help):\n"
+        + "\n".join(f"  {example}" for example in everything)
+        + "\n  nngp-nas ladder --width 0.25   # hours: one width of the ladder plan (nngp_lib.ladder)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    score = commands.add_parser("score", help="NNGP validation accuracy of one NB101 cell")
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, epilog=_examples(name), formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   **kwargs)
+
+    score = add("score", help="NNGP validation accuracy of one NB101 cell")
     which = score.add_mutually_exclusive_group(required=True)
     which.add_argument("--hash", help="an NB101 module hash from the table")
     which.add_argument("--adjacency", help="JSON adjacency matrix (with --ops)")
     score.add_argument("--ops", help='JSON op list, e.g. ["input","conv3x3-bn-relu","output"]')
     _add_setting_arguments(score, many=False)
 
-    table = commands.add_parser("score-table", help="score many NB101 cells into a results table")
+    table = add("score-table", help="score many NB101 cells into a results table")
     which = table.add_mutually_exclusive_group(required=True)
     which.add_argument("--sample", type=int, help="a seeded random sample of this many rows of the NB101 table")
     which.add_argument("--hashes", type=Path, help="a file with one NB101 hash per line")
@@ -78,7 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     ladder.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
     _add_backend_argument(ladder)
 
-    convert = commands.add_parser("convert-tfrecord",
+    # Its own parser (nngp_lib.proxies.main) reads the arguments; listed here for the help.
+    add("proxies", help="training-free proxies (NASWOT, synflow, SNIP, grad-norm, ...) of many NB101 cells",
+        add_help=False)
+
+    chapter = add("chapter", help="execute one chapter of the book with parameters (the same run as papermill)",
+                  description="Execute book/chapters/NAME.py with papermill (kernel python3) into OUTPUT. "
+                  "Parameters are checked by the chapter: singular ensemble, n_train, n_val, width set its lists; "
+                  "lists are YAML ('[1, 8]').")
+    chapter.add_argument("name", metavar="NAME", help="one of: " + ", ".join(chapter_names()))
+    chapter.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                         help="a parameter of the chapter; VALUE is read as YAML (8, 0.5, True, '[1, 8]')")
+    chapter.add_argument("-o", "--output", type=Path, default=None,
+                         help="executed notebook (default artifacts/chapters/NAME.ipynb)")
+
+    convert = add("convert-tfrecord",
                                   help="convert NAS-Bench-101's official TFRecord to the table format")
     convert.add_argument("src", type=Path, help="nasbench_full.tfrecord or nasbench_only108.tfrecord")
     convert.add_argument("dst", type=Path, help="output CSV (.csv or .csv.gz)")
@@ -114,7 +168,27 @@ def _hashes_to_specs(hashes: list[str], data_dir):
     return [nb101.ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
 
 
+def run_chapter(name: str, parameters: dict, output: Path | None = None) -> Path:
+    """Execute ``book/chapters/<name>.py`` with papermill into ``output`` (default
+    ``artifacts/chapters/<name>.ipynb``); the chapter checks ``parameters`` itself."""
+    import papermill
+
+    source = chapters_dir() / f"{name}.py"
+    if not source.is_file():
+        raise ValueError(f"no chapter {name!r}: choose one of {', '.join(chapter_names())}")
+    output = Path(output) if output is not None else Path("artifacts") / "chapters" / f"{name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                               progress_bar=True)
+    return output
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["proxies"]:
+        from nngp_lib import proxies
+
+        return proxies.main(argv[1:], prog="nngp-nas proxies", epilog=_examples("proxies"))
     args = _parser().parse_args(argv)
     try:
         if args.command == "score":
@@ -155,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
                                 data_dir=args.data_dir, backend=args.backend,
                                 command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
             print(f"wrote {len(result.table)} rows to {result.path}")
+        elif args.command == "chapter":
+            import papermill
+            import yaml
+
+            parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
+            try:
+                output = run_chapter(args.name, parameters, args.output)
+            except papermill.PapermillExecutionError as err:
+                print(f"nngp-nas chapter {args.name}: {err.ename}: {err.evalue} (the notebook so far: "
+                      f"{args.output or 'artifacts/chapters/' + args.name + '.ipynb'})", file=sys.stderr)
+                return 1
+            print(f"wrote {output}")
         elif args.command == "convert-tfrecord":
             from nngp_lib.data import tfrecord
 

@@ -777,10 +777,10 @@ def held_out_comparison(
 # -- command line -------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nngp_lib.proxies (--from RESULT | --sample N) --out NAME [...]``."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m nngp_lib.proxies", epilog: str | None = None) -> int:
+    """``nngp-nas proxies (--from RESULT | --sample N) --out NAME [...]`` (also ``python -m nngp_lib.proxies``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m nngp_lib.proxies",
+        prog=prog, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score the architectures of a result with training-free proxies.")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--from", dest="source", help="result whose architectures are scored")
@@ -798,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options = _parse_options(args.option, args.proxies)
-        command = "python -m nngp_lib.proxies " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = f"{prog} " + " ".join(argv if argv is not None else sys.argv[1:])
         if args.source is not None:
             result = score_result_architectures(
                 args.source, args.out, args.proxies, limit=args.limit, results_dir=args.results_dir,

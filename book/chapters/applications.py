@@ -30,23 +30,29 @@
 # accuracy (one training run) as the ground truth.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
-recompute = False  # True: score (or resume) `result_name` into results/ with the settings below
-num_architectures = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
-ensembles = [1]  # ensemble sizes k when computing (each at least 1)
-n_trains = [100]  # NNGP training-set sizes n when computing (each at least 10)
-n_vals = [100]  # NNGP validation-set sizes m when computing (each at least 10)
-seed = 0  # seed of the architecture sample, the networks, the search trials and the splits
-score_column = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
-screen_setting = ""  # label of the NNGP setting used for the screen, as in the tables below; "" takes the costliest
-fractions = [0.3, 0.1]  # shares of each search space kept by the screen (each in (0, 1])
-search_epochs = [12, 36]  # training budgets used as the search signal (of 4, 12, 36)
-space_fraction = 0.5  # each trial's search space: this random share of the scored architectures (0..1]
-num_trials = 500  # search trials (random spaces and visiting orders), at least 2
-top_k = 1  # the search keeps the top_k drawn by the signal and reports the best truth among them
-num_budgets = 25  # points per search curve (search budgets, geometrically spaced)
-num_splits = 200  # random fit/evaluation splits of the hybrid metric (at least 1)
-fit_fraction = 0.5  # share of architectures the hybrid is fitted on; it is scored on the rest
+result_name: str = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
+recompute: bool = False  # True: score (or resume) `result_name` into results/ with the settings below
+num_architectures: int = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
+ensembles: list[int] = [1]  # ensemble sizes k when computing (each at least 1)
+n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
+n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
+seed: int = 0  # seed of the architecture sample, the networks, the search trials and the splits
+score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
+screen_setting: str = ""  # label of the NNGP setting used for the screen, as in the tables below; "" takes the costliest
+fractions: list[float] = [0.3, 0.1]  # shares of each search space kept by the screen (each in (0, 1])
+search_epochs: list[int] = [12, 36]  # training budgets used as the search signal (of 4, 12, 36)
+space_fraction: float = 0.5  # each trial's search space: this random share of the scored architectures (0..1]
+num_trials: int = 500  # search trials (random spaces and visiting orders), at least 2
+top_k: int = 1  # the search keeps the top_k drawn by the signal and reports the best truth among them
+num_budgets: int = 25  # points per search curve (search budgets, geometrically spaced)
+num_splits: int = 200  # random fit/evaluation splits of the hybrid metric (at least 1)
+fit_fraction: float = 0.5  # share of architectures the hybrid is fitted on; it is scored on the rest
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

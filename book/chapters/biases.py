@@ -34,20 +34,26 @@
 # architectures.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
-recompute = False  # True: score (or resume) `result_name` into results/ with the settings below
-num_architectures = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
-ensembles = [1]  # ensemble sizes k when computing (each at least 1)
-n_trains = [100]  # NNGP training-set sizes n when computing (each at least 10)
-n_vals = [100]  # NNGP validation-set sizes m when computing (each at least 10)
-seed = 0  # seed of the architecture sample and of the network initializations
-score_column = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
-competitive_fraction = 0.2  # "competitive" architectures: this top fraction by 108-epoch accuracy (0..1)
-size_limit = 10e6  # the paper's size cluster: fewer trainable parameters than this
-cluster_gap = 2e6  # jump in parameter count that separates two size clusters (> 0)
-pqetp_quantile = 0.5  # PQETP threshold: this quantile of the table's 108-epoch accuracy (0..1)
-num_resamples = 1000  # bootstrap resamples of the architectures for confidence intervals (at least 1)
-sample_for_plots = 3000  # points of the table in the size scatter (1..5000)
+result_name: str = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
+recompute: bool = False  # True: score (or resume) `result_name` into results/ with the settings below
+num_architectures: int = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
+ensembles: list[int] = [1]  # ensemble sizes k when computing (each at least 1)
+n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
+n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
+seed: int = 0  # seed of the architecture sample and of the network initializations
+score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
+competitive_fraction: float = 0.2  # "competitive" architectures: this top fraction by 108-epoch accuracy (0..1)
+size_limit: float = 10e6  # the paper's size cluster: fewer trainable parameters than this
+cluster_gap: float = 2e6  # jump in parameter count that separates two size clusters (> 0)
+pqetp_quantile: float = 0.5  # PQETP threshold: this quantile of the table's 108-epoch accuracy (0..1)
+num_resamples: int = 1000  # bootstrap resamples of the architectures for confidence intervals (at least 1)
+sample_for_plots: int = 3000  # points of the table in the size scatter (1..5000)
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

@@ -42,17 +42,23 @@
 # NNGP score as a predictor.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp"  # NNGP result at momentum 0.997 (results/<name>.csv); if absent, scored in a scratch folder
-bn0_result_name = "nb101_nngp_bn0"  # NNGP result at momentum 0 on some of the same architectures
-recompute = False  # True: score (or resume) both results into results/ with the settings below
-num_architectures = 10  # architectures scored at momentum 0.997 when computing `result_name` (10..30001)
-num_bn0_architectures = 8  # of those, architectures scored at momentum 0 when computing `bn0_result_name`
-ensembles = [1]  # ensemble sizes k when computing `result_name` (each at least 1)
-n_trains = [100]  # NNGP training-set sizes n when computing `result_name` (each at least 10)
-n_vals = [100]  # NNGP validation-set sizes m when computing `result_name` (each at least 10)
-seed = 0  # seed of the architecture samples and of the network initializations
-score_column = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
-num_resamples = 1000  # bootstrap resamples of the architectures for confidence intervals (at least 1)
+result_name: str = "nb101_nngp"  # NNGP result at momentum 0.997 (results/<name>.csv); if absent, scored in a scratch folder
+bn0_result_name: str = "nb101_nngp_bn0"  # NNGP result at momentum 0 on some of the same architectures
+recompute: bool = False  # True: score (or resume) both results into results/ with the settings below
+num_architectures: int = 10  # architectures scored at momentum 0.997 when computing `result_name` (10..30001)
+num_bn0_architectures: int = 8  # of those, architectures scored at momentum 0 when computing `bn0_result_name`
+ensembles: list[int] = [1]  # ensemble sizes k when computing `result_name` (each at least 1)
+n_trains: list[int] = [100]  # NNGP training-set sizes n when computing `result_name` (each at least 10)
+n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing `result_name` (each at least 10)
+seed: int = 0  # seed of the architecture samples and of the network initializations
+score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
+num_resamples: int = 1000  # bootstrap resamples of the architectures for confidence intervals (at least 1)
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

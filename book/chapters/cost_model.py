@@ -37,25 +37,31 @@
 # in ranking quality.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp"  # cached scoring run (nngp_lib.results) whose settings and timings are costed if present
-flops_sample = 3000  # table rows whose mean forward FLOPs make "the average architecture" (100..30001)
-ensembles = [1, 2, 4, 8]  # NNGP ensemble numbers k to cost (each >= 1)
-n_trains = [100, 1000, 8000]  # NNGP training-set sizes n to cost (each >= 10)
-n_vals = [1000]  # NNGP validation-set sizes m to cost (each >= 10)
-epochs = [4, 12, 36, 108]  # training budgets to cost (NAS-Bench-101 trained 4, 12, 36 and 108 epochs)
-timing_architectures = 4  # architectures whose kernels are timed, at evenly spaced FLOP quantiles (2..12)
-timing_n_train = 16  # NNGP training images of each timed kernel (10..1000; it also sizes the batch-norm pass)
-timing_n_val = 16  # NNGP validation images of each timed kernel (10..1000)
-timing_ensemble = 1  # networks per timed kernel (1..8)
-inference_sizes = [250, 500, 1000, 1500]  # n of the timed eps sweeps (each 10..8000)
-bench_result = "bench_nngp"  # result of benchmarks/bench_nngp.py, shown if it exists
-cheap_results = ["nb101_nngp_k1_w1", "nb101_nngp_k1", "nb101_nngp_k1_w025", "nb101_nngp_k1_px2"]  # scoring runs of one seeded sample, one per estimate; the first is the reference
-cheap_estimates = [[1.0, 1], [0.5, 1], [0.25, 1], [0.5, 2]]  # (width multiplier, downsample factor) of each run above
-cheap_setting = [1, 100, 100]  # ensemble k, n_train and n_val compared in every run
-cheap_architectures = 12  # architectures of the seeded sample scored for a run that is not cached (5..30001)
-recompute = False  # score the cheap-estimate runs into results/ even if cached (full scale: -p cheap_architectures 200)
-num_resamples = 1000  # bootstrap resamples of the architectures for the intervals (0: none)
-seed = 0  # seed of the table sample, the images and the networks
+result_name: str = "nb101_nngp"  # cached scoring run (nngp_lib.results) whose settings and timings are costed if present
+flops_sample: int = 3000  # table rows whose mean forward FLOPs make "the average architecture" (100..30001)
+ensembles: list[int] = [1, 2, 4, 8]  # NNGP ensemble numbers k to cost (each >= 1)
+n_trains: list[int] = [100, 1000, 8000]  # NNGP training-set sizes n to cost (each >= 10)
+n_vals: list[int] = [1000]  # NNGP validation-set sizes m to cost (each >= 10)
+epochs: list[int] = [4, 12, 36, 108]  # training budgets to cost (NAS-Bench-101 trained 4, 12, 36 and 108 epochs)
+timing_architectures: int = 4  # architectures whose kernels are timed, at evenly spaced FLOP quantiles (2..12)
+timing_n_train: int = 16  # NNGP training images of each timed kernel (10..1000; it also sizes the batch-norm pass)
+timing_n_val: int = 16  # NNGP validation images of each timed kernel (10..1000)
+timing_ensemble: int = 1  # networks per timed kernel (1..8)
+inference_sizes: list[int] = [250, 500, 1000, 1500]  # n of the timed eps sweeps (each 10..8000)
+bench_result: str = "bench_nngp"  # result of benchmarks/bench_nngp.py, shown if it exists
+cheap_results: list[str] = ["nb101_nngp_k1_w1", "nb101_nngp_k1", "nb101_nngp_k1_w025", "nb101_nngp_k1_px2"]  # scoring runs of one seeded sample, one per estimate; the first is the reference
+cheap_estimates: list = [[1.0, 1], [0.5, 1], [0.25, 1], [0.5, 2]]  # (width multiplier, downsample factor) of each run above
+cheap_setting: list[int] = [1, 100, 100]  # ensemble k, n_train and n_val compared in every run
+cheap_architectures: int = 12  # architectures of the seeded sample scored for a run that is not cached (5..30001)
+recompute: bool = False  # score the cheap-estimate runs into results/ even if cached (full scale: -p cheap_architectures 200)
+num_resamples: int = 1000  # bootstrap resamples of the architectures for the intervals (0: none)
+seed: int = 0  # seed of the table sample, the images and the networks
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 import time

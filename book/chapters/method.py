@@ -57,21 +57,27 @@
 # and across random seeds where none does.
 
 # %% tags=["parameters"]
-architecture = "0774d3fe452f65c5ad438dfa0f6818a4"  # NB101 hash of the cell walked through (any hash of the table)
-n_train = 100  # NNGP training images, class-balanced, from the official training split (10..4000)
-n_val = 100  # NNGP validation images, disjoint from the training images (10..1000)
-ensemble = 2  # ensemble number k of the walkthrough's kernel (1..spread_networks)
-bn_momentum = 0.997  # momentum of the batch-norm pass: NAS-Bench-101's 0.997; 0 sets the batch statistics
-data_seed = 0  # seed of the image selection
-seed = 0  # seed of the first network; network i uses seed + i
-heatmap_per_class = 6  # training images per class in the kernel heatmap (1..7: the chart stays under 5,000 cells)
-spread_networks = 12  # networks drawn for the seed spread, split into disjoint ensembles (>= 2)
-spread_ensembles = [1, 2, 4]  # ensemble numbers k of the seed spread (each divides spread_networks at least twice)
-convergence_widths = [8, 32, 128]  # channels of the small conv net compared with neural-tangents
-convergence_ensembles = [1, 4, 16]  # ensemble numbers k of that comparison
-convergence_seeds = 3  # independent estimates per (width, k); the error is their root-mean-square
-convergence_images = 8  # images of the analytic kernel (its cost grows as images² x pixels²)
-convergence_image_size = 16  # their side in pixels: 32 / 2**j, averaged down from CIFAR-10
+architecture: str = "0774d3fe452f65c5ad438dfa0f6818a4"  # NB101 hash of the cell walked through (any hash of the table)
+n_train: int = 100  # NNGP training images, class-balanced, from the official training split (10..4000)
+n_val: int = 100  # NNGP validation images, disjoint from the training images (10..1000)
+ensemble: int = 2  # ensemble number k of the walkthrough's kernel (1..spread_networks)
+bn_momentum: float = 0.997  # momentum of the batch-norm pass: NAS-Bench-101's 0.997; 0 sets the batch statistics
+data_seed: int = 0  # seed of the image selection
+seed: int = 0  # seed of the first network; network i uses seed + i
+heatmap_per_class: int = 6  # training images per class in the kernel heatmap (1..7: the chart stays under 5,000 cells)
+spread_networks: int = 12  # networks drawn for the seed spread, split into disjoint ensembles (>= 2)
+spread_ensembles: list[int] = [1, 2, 4]  # ensemble numbers k of the seed spread (each divides spread_networks at least twice)
+convergence_widths: list[int] = [8, 32, 128]  # channels of the small conv net compared with neural-tangents
+convergence_ensembles: list[int] = [1, 4, 16]  # ensemble numbers k of that comparison
+convergence_seeds: int = 3  # independent estimates per (width, k); the error is their root-mean-square
+convergence_images: int = 8  # images of the analytic kernel (its cost grows as images² x pixels²)
+convergence_image_size: int = 16  # their side in pixels: 32 / 2**j, averaged down from CIFAR-10
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 import time

@@ -45,22 +45,28 @@
 # All measures use networks narrowed by the same width multiplier.
 
 # %% tags=["parameters"]
-result_name = "mnas_cifar10"  # cached run (results/<name>.csv); if absent, the sample below is measured in scratch
-recompute = False  # True: measure (or resume) `result_name` into results/ with the settings below
-num_networks = 3  # networks sampled uniformly from the space (at least top_k + 1)
-seed = 0  # seed of the network sample, the initializations and the batch order
-width_multiplier = 0.25  # channels relative to the space's networks, for every measure (0..4]
-nngp_labels = 10  # CIFAR-10 classes drawn for the NNGP sets (1..10)
-nngp_train = 100  # NNGP training images (at least nngp_labels)
-nngp_val = 100  # NNGP validation images (at least nngp_labels)
-ensemble = 1  # random networks per NNGP kernel (the paper: 4)
-train_images = 128  # training images of the short and long trainings (at least batch_size)
-val_images = 100  # images their accuracy is measured on, disjoint from those (at least 10)
-short_epochs = 2  # the short training (the paper: 5 epochs on ImageNet)
-long_epochs = 6  # the stand-in ground truth's training (> short_epochs; the paper: 400)
-batch_size = 16  # SGD batch size (1..train_images)
-top_k = 2  # networks kept by each measure (the paper: 10); the random group has as many
-num_random_trials = 1000  # draws of the random group (its best is averaged over them)
+result_name: str = "mnas_cifar10"  # cached run (results/<name>.csv); if absent, the sample below is measured in scratch
+recompute: bool = False  # True: measure (or resume) `result_name` into results/ with the settings below
+num_networks: int = 3  # networks sampled uniformly from the space (at least top_k + 1)
+seed: int = 0  # seed of the network sample, the initializations and the batch order
+width_multiplier: float = 0.25  # channels relative to the space's networks, for every measure (0..4]
+nngp_labels: int = 10  # CIFAR-10 classes drawn for the NNGP sets (1..10)
+nngp_train: int = 100  # NNGP training images (at least nngp_labels)
+nngp_val: int = 100  # NNGP validation images (at least nngp_labels)
+ensemble: int = 1  # random networks per NNGP kernel (the paper: 4)
+train_images: int = 128  # training images of the short and long trainings (at least batch_size)
+val_images: int = 100  # images their accuracy is measured on, disjoint from those (at least 10)
+short_epochs: int = 2  # the short training (the paper: 5 epochs on ImageNet)
+long_epochs: int = 6  # the stand-in ground truth's training (> short_epochs; the paper: 400)
+batch_size: int = 16  # SGD batch size (1..train_images)
+top_k: int = 2  # networks kept by each measure (the paper: 10); the random group has as many
+num_random_trials: int = 1000  # draws of the random group (its best is averaged over them)
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

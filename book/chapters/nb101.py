@@ -41,22 +41,29 @@
 # the noise of a single training.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp_k1"  # cached run to read from results/ (computed there if absent or recompute)
-recompute = False  # score the architectures below even if the result exists (resumes a run with the same settings)
-num_architectures = 10  # architectures drawn from the NB101 table when computing (10..30001; 10-60 s each on a CPU)
-ensembles = [1]  # ensemble numbers k to score when computing (each at least 1)
-n_trains = [100]  # NNGP training set sizes n when computing (each at least 10, class-balanced)
-n_vals = [100]  # NNGP validation set sizes m when computing (each at least 10)
-seed = 0  # seed of the architecture draw, the networks, the images, the bootstrap and the subsets
-num_resamples = 1000  # bootstrap resamples of the architectures for every interval (100..10000)
-confidence = 0.95  # coverage of the bootstrap intervals (0..1)
-subset_size = 100  # architectures per random subset for the discovered performance (at most half the scored ones)
-num_trials = 100  # random subsets for the discovered performance (the paper uses 10)
-top_k = 10  # architectures kept by each proxy in a subset (the paper's 10)
-threshold_start = 0.78  # first threshold of the PQETP grid (the paper's S6 grid: 0.78 to 0.95 by 0.003)
-threshold_stop = 0.95  # last threshold of the PQETP grid
-threshold_step = 0.003  # spacing of the PQETP grid
-min_class_size = 10  # PQETP only at thresholds with at least this many architectures on each side
+result_name: str = "nb101_nngp_k1"  # cached run to read from results/ (computed there if absent or recompute)
+recompute: bool = False  # score the architectures below even if the result exists (resumes a run with the same settings)
+num_architectures: int = 10  # architectures drawn from the NB101 table when computing (10..30001; 10-60 s each on a CPU)
+ensembles: list[int] = [1]  # ensemble numbers k to score when computing (each at least 1)
+n_trains: list[int] = [100]  # NNGP training set sizes n when computing (each at least 10, class-balanced)
+n_vals: list[int] = [100]  # NNGP validation set sizes m when computing (each at least 10)
+width_multiplier: float = 0.5  # channels relative to NB101 when computing (0.5 as the cached run; 1 = full width)
+seed: int = 0  # seed of the architecture draw, the networks, the images, the bootstrap and the subsets
+num_resamples: int = 1000  # bootstrap resamples of the architectures for every interval (100..10000)
+confidence: float = 0.95  # coverage of the bootstrap intervals (0..1)
+subset_size: int = 100  # architectures per random subset for the discovered performance (at most half the scored ones)
+num_trials: int = 100  # random subsets for the discovered performance (the paper uses 10)
+top_k: int = 10  # architectures kept by each proxy in a subset (the paper's 10)
+threshold_start: float = 0.78  # first threshold of the PQETP grid (the paper's S6 grid: 0.78 to 0.95 by 0.003)
+threshold_stop: float = 0.95  # last threshold of the PQETP grid
+threshold_step: float = 0.003  # spacing of the PQETP grid
+min_class_size: int = 10  # PQETP only at thresholds with at least this many architectures on each side
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 
@@ -66,7 +73,7 @@ import pandas as pd
 from IPython.display import display
 
 from nngp_lib import analysis, plotting, results, scoring
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import nngp_sample_run, provenance_note, show
 from nngp_lib.data import nb101_table
 from nngp_lib.spaces.nb101 import specs_from_table
 
@@ -78,17 +85,11 @@ if not (threshold_step > 0 and threshold_start < threshold_stop):
 plotting.enable_offline_renderer()
 table = nb101_table.load_table()
 
-def compute(results_dir):
-    """Score the chapter's default small sample (a fallback when no cached run exists)."""
-    return scoring.score_sample(
-        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
-        results_dir=results_dir,
-        command=f"book/chapters/nb101.py (num_architectures={num_architectures}, ensembles={ensembles}, "
-        f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
-    )
-
-
-run, cached = cached_or_computed(result_name, compute, recompute=recompute)
+# The cached run when it holds the requested settings; else they are scored into a new, named result.
+run, run_note = nngp_sample_run(
+    result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
+    width_multiplier=width_multiplier, recompute=recompute, chapter="nb101",
+)
 
 TRUTH = analysis.TRUTH_COLUMN
 proxies = analysis.proxy_scores(run.table, table, values=("nngp_acc", "nngp_acc_loo"), epochs=(4, 12, 36))
@@ -136,7 +137,7 @@ def listing(labels) -> str:
 show(
     provenance_note(
         n,
-        f"the result `{result_name}` (NNGP) and the NB101 table (training, truth)",
+        f"the result `{run.path.stem}` (NNGP) and the NB101 table (training, truth)",
         {
             "ensembles": sorted(run_settings["ensemble"].unique().tolist()),
             "n_trains": sorted(run_settings["n_train"].unique().tolist()),
@@ -146,7 +147,7 @@ show(
         },
     )
 )
-show(f"*The run:* {run.describe()}.")
+show(run_note)
 show(
     f"""
     The run scored {n:,} architectures at {len(NNGP)} NNGP setting{"s" * (len(NNGP) > 1)}

@@ -29,8 +29,14 @@
 # 108-epoch accuracy: the baselines an NNGP score has to beat.
 
 # %% tags=["parameters"]
-sample_for_plots = 3000  # points in the scatter of size against accuracy (1..5000)
-seed = 0  # seed of the draw of those points
+sample_for_plots: int = 3000  # points in the scatter of size against accuracy (1..5000)
+seed: int = 0  # seed of the draw of those points
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 import altair as alt

@@ -41,30 +41,36 @@
 # training run.
 
 # %% tags=["parameters"]
-result_name = "nb101_nngp_k1"  # cached NNGP run (nngp_lib.results); computed here if absent or recompute
-proxies_result = "nb101_proxies"  # cached proxies of that run's architectures; computed here if absent or recompute
-ntk_result = "nb101_ntk"  # cached empirical NTK and matching NNGP of a subset; computed here if absent or recompute
-recompute = False  # compute the three results even if they exist (each resumes a run with the same settings)
-num_architectures = 12  # architectures drawn from the NB101 table (NNGP) or from the NNGP run (proxies) when computing
-ensembles = [1]  # NNGP ensemble numbers k when computing the NNGP run (each >= 1)
-n_trains = [50, 100]  # NNGP training set sizes n when computing (each >= 10)
-n_vals = [100]  # NNGP validation set sizes m when computing (each >= 10)
-proxy_names = ["naswot", "synflow", "snip", "grad_norm", "params", "flops"]  # proxies of nngp_lib.proxies
-naswot_batch = 32  # NASWOT batch when computing (the library's and Mellor et al.'s default: 128)
-gradient_batch = 16  # SNIP and grad_norm batch when computing (the library's default: 64)
-proxy_stem_channels = 32  # width of the proxies' networks when computing (NB101's: 128)
-ntk_architectures = 4  # architectures of the NNGP run whose empirical NTK is computed (2..num scored)
-ntk_n_train = 20  # NTK (and matching NNGP) training images (>= 10)
-ntk_n_val = 20  # NTK (and matching NNGP) validation images (>= 10)
-ntk_stem_channels = 16  # width of the NTK's networks (NB101's: 128; the Jacobians grow with its square)
-seed = 0  # seed of the draws of architectures, of the networks, of the images and of the splits
-num_resamples = 1000  # bootstrap resamples of the architectures for the tau intervals (100..10000)
-top_fraction = 0.1  # PQETP threshold: the truth of the top this fraction of the scored architectures
-subset_size = 100  # architectures per random subset for the discovered performance (at most half the scored)
-top_k = 10  # architectures kept by each score in a subset
-num_trials = 100  # random subsets for the discovered performance
-num_splits = 50  # random fitting/test splits of the combination experiment
-test_fraction = 0.5  # share of the architectures held out in each split
+result_name: str = "nb101_nngp_k1"  # cached NNGP run (nngp_lib.results); computed here if absent or recompute
+proxies_result: str = "nb101_proxies"  # cached proxies of that run's architectures; computed here if absent or recompute
+ntk_result: str = "nb101_ntk"  # cached empirical NTK and matching NNGP of a subset; computed here if absent or recompute
+recompute: bool = False  # compute the three results even if they exist (each resumes a run with the same settings)
+num_architectures: int = 12  # architectures drawn from the NB101 table (NNGP) or from the NNGP run (proxies) when computing
+ensembles: list[int] = [1]  # NNGP ensemble numbers k when computing the NNGP run (each >= 1)
+n_trains: list[int] = [50, 100]  # NNGP training set sizes n when computing (each >= 10)
+n_vals: list[int] = [100]  # NNGP validation set sizes m when computing (each >= 10)
+proxy_names: list[str] = ["naswot", "synflow", "snip", "grad_norm", "params", "flops"]  # proxies of nngp_lib.proxies
+naswot_batch: int = 32  # NASWOT batch when computing (the library's and Mellor et al.'s default: 128)
+gradient_batch: int = 16  # SNIP and grad_norm batch when computing (the library's default: 64)
+proxy_stem_channels: int = 32  # width of the proxies' networks when computing (NB101's: 128)
+ntk_architectures: int = 4  # architectures of the NNGP run whose empirical NTK is computed (2..num scored)
+ntk_n_train: int = 20  # NTK (and matching NNGP) training images (>= 10)
+ntk_n_val: int = 20  # NTK (and matching NNGP) validation images (>= 10)
+ntk_stem_channels: int = 16  # width of the NTK's networks (NB101's: 128; the Jacobians grow with its square)
+seed: int = 0  # seed of the draws of architectures, of the networks, of the images and of the splits
+num_resamples: int = 1000  # bootstrap resamples of the architectures for the tau intervals (100..10000)
+top_fraction: float = 0.1  # PQETP threshold: the truth of the top this fraction of the scored architectures
+subset_size: int = 100  # architectures per random subset for the discovered performance (at most half the scored)
+top_k: int = 10  # architectures kept by each score in a subset
+num_trials: int = 100  # random subsets for the discovered performance
+num_splits: int = 50  # random fitting/test splits of the combination experiment
+test_fraction: float = 0.5  # share of the architectures held out in each split
+
+# %% tags=["remove-cell"]
+# Singular settings (-p ensemble 8), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 import warnings
