@@ -78,7 +78,7 @@ SINGULAR_PARAMETERS = {
     "ensemble": ("ensembles",),
     "n_train": ("n_trains", "nngp_train"),
     "n_val": ("n_vals", "nngp_val"),
-    "width": ("width_multiplier", "width_multipliers"),
+    "width": ("width_multiplier", "width_multipliers", "widths"),
 }
 
 # Names the IPython kernel and papermill (``--inject-paths``) put in a notebook's namespace.

@@ -37,12 +37,18 @@
 # at no extra forward pass.
 
 # %% tags=["parameters"]
-widths = [0.25, 0.5, 1.0]  # ladder widths to read (each one of nngp_lib.ladder.PLAN)
-fallback_architectures = 3  # architectures scored per width into a scratch folder when no ladder result exists
-num_resamples = 1000  # bootstrap resamples of the architectures for every interval (0: none)
-confidence = 0.95  # coverage of the bootstrap intervals (0..1)
-saving = 10.0  # how much cheaper NNGP must be than training in the claim ("an order of magnitude")
-seed = 0  # seed of the bootstrap
+widths: list[float] = [0.25, 0.5, 1.0]  # ladder widths to read (each one of nngp_lib.ladder.PLAN)
+fallback_architectures: int = 3  # architectures scored per width into a scratch folder when no ladder result exists
+num_resamples: int = 1000  # bootstrap resamples of the architectures for every interval (0: none)
+confidence: float = 0.95  # coverage of the bootstrap intervals (0..1)
+saving: float = 10.0  # how much cheaper NNGP must be than training in the claim ("an order of magnitude")
+seed: int = 0  # seed of the bootstrap
+
+# %% tags=["remove-cell"]
+# Singular settings (-p width 0.5), lists given as strings, unknown names: see nngp_lib.book.
+from nngp_lib.book import check_parameters
+
+check_parameters(globals())
 
 # %% tags=["hide-input"]
 import tempfile
