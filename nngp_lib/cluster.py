@@ -30,14 +30,21 @@ from typing import Iterator, Sequence
 _SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-class TorchThreads:
-    """Worker plugin: PyTorch uses as many intra-op threads as the worker has task threads
-    (one for single-threaded workers), not one per core of the machine."""
+def _torch_threads_plugin():
+    """The :class:`distributed.WorkerPlugin` below (made here so that importing this
+    module does not import distributed)."""
+    from distributed import WorkerPlugin
 
-    name = "nngp-torch-threads"
+    class TorchThreads(WorkerPlugin):
+        """PyTorch uses as many intra-op threads as the worker has task threads (one for
+        single-threaded workers), not one per core of the machine."""
 
-    def setup(self, worker) -> None:
-        set_worker_threads(worker.state.nthreads)
+        name = "nngp-torch-threads"
+
+        def setup(self, worker) -> None:
+            set_worker_threads(worker.state.nthreads)
+
+    return TorchThreads()
 
 
 def set_worker_threads(threads: int) -> None:
@@ -94,7 +101,7 @@ def connect(
             raise ValueError(f"no Dask scheduler answers at {scheduler} ({err}); start one with "
                              f"`dask scheduler` or pass --workers N") from None
         with client:
-            client.register_plugin(TorchThreads())
+            client.register_plugin(_torch_threads_plugin())
             yield client
 
 
