@@ -78,6 +78,18 @@ def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
                         help="what runs the networks (auto: torch when installed, see nngp_lib.backends)")
 
 
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="send the work to a running Dask scheduler, e.g. tcp://head:8786 (see nngp_lib.cluster)")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="start an embedded Dask LocalCluster of N single-threaded worker processes")
+    where.add_argument("--gpus", nargs="+", default=None, metavar="GPU",
+                       help="start one single-threaded worker per GPU, each with its CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="architectures per task and per Parquet part (default 5)")
+
+
 def _parser() -> argparse.ArgumentParser:
     everything = [example for examples in EXAMPLES.values() for example in examples]
     parser = argparse.ArgumentParser(
@@ -101,13 +113,17 @@ def _parser() -> argparse.ArgumentParser:
 
     table = add("score-table", help="score many NB101 cells into a results table")
     which = table.add_mutually_exclusive_group(required=True)
-    which.add_argument("--sample", type=int, help="a seeded random sample of this many rows of the NB101 table")
+    which.add_argument("--sample", type=int, help="a seeded random sample of this many architectures (see --space)")
     which.add_argument("--hashes", type=Path, help="a file with one NB101 hash per line")
     table.add_argument("--sample-seed", type=int, default=0, help="seed of --sample")
+    table.add_argument("--space", choices=("table", "nb101"), default="table",
+                       help="draw --sample from the 30,001-row NB101 table (default) or from all 423,624 cells "
+                            "(rows outside the table have no ground truth)")
     table.add_argument("--out", required=True, help="result name, written to the results folder")
     table.add_argument("--results-dir", default=None, help=f"results folder (default ${config.RESULTS_ENV} or results/)")
     table.add_argument("--no-resume", action="store_true", help="fail instead of continuing an existing result")
     _add_setting_arguments(table, many=True)
+    _add_cluster_arguments(table)
 
     ladder = commands.add_parser("ladder", help="score one width of the ladder of settings (nngp_lib.ladder)")
     ladder.add_argument("--width", type=float, required=True, help="width multiplier: 0.25, 0.5 or 1")
@@ -117,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"results folder (default ${config.RESULTS_ENV} or results/)")
     ladder.add_argument("--data-dir", default=None, help=f"data folder (default ${config.DATA_ENV})")
     _add_backend_argument(ladder)
+    _add_cluster_arguments(ladder)
 
     # Its own parser (nngp_lib.proxies.main) reads the arguments; listed here for the help.
     add("proxies", help="training-free proxies (NASWOT, synflow, SNIP, grad-norm, ...) of many NB101 cells",
@@ -201,33 +218,42 @@ def main(argv: list[str] | None = None) -> int:
             (row,) = scoring.score_spec(spec, [setting], data, backend=args.backend)
             print(json.dumps(row))
         elif args.command == "score-table":
-            from nngp_lib import scoring
+            from nngp_lib import cluster, scoring
             from nngp_lib.data.nb101_table import sample_rows
             from nngp_lib.spaces import nb101
 
-            if args.sample is not None:
+            if args.sample is not None and args.space == "nb101":
+                if not 0 < args.sample <= nb101.SPACE_SIZE:
+                    raise SystemExit(f"nngp-nas: --sample must be in 1..{nb101.SPACE_SIZE}, got {args.sample}")
+                specs = nb101.permutation_sample(args.sample, args.sample_seed)
+            elif args.sample is not None:
                 table = nb101.load_table(args.data_dir)
                 if not 0 < args.sample <= len(table):
                     raise SystemExit(f"nngp-nas: --sample must be in 1..{len(table)}, got {args.sample}")
                 hashes = sample_rows(table, args.sample, args.sample_seed)["hash"].tolist()
+                specs = _hashes_to_specs(hashes, args.data_dir)
             else:
                 hashes = [line.strip() for line in args.hashes.read_text().splitlines() if line.strip()]
-            specs = _hashes_to_specs(hashes, args.data_dir)
+                specs = _hashes_to_specs(hashes, args.data_dir)
             settings = [
                 scoring.Setting(k, n, m, args.seed, args.data_seed, args.bn_momentum, args.width_multiplier,
                                 args.downsample_factor)
                 for k, n, m in itertools.product(args.ensemble, args.n_train, args.n_val)
             ]
-            result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,
-                                        data_dir=args.data_dir, resume=not args.no_resume, backend=args.backend,
-                                        command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+            with cluster.connect(args.scheduler, args.workers, args.gpus) as client:
+                result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,
+                                            data_dir=args.data_dir, resume=not args.no_resume, backend=args.backend,
+                                            client=client, chunk_size=args.chunk_size,
+                                            command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
             print(f"wrote {len(result.table)} rows to {result.path}")
         elif args.command == "ladder":
-            from nngp_lib import ladder
+            from nngp_lib import cluster, ladder
 
-            result = ladder.run(args.width, num_architectures=args.num_architectures, results_dir=args.results_dir,
-                                data_dir=args.data_dir, backend=args.backend,
-                                command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+            with cluster.connect(args.scheduler, args.workers, args.gpus) as client:
+                result = ladder.run(args.width, num_architectures=args.num_architectures,
+                                    results_dir=args.results_dir, data_dir=args.data_dir, backend=args.backend,
+                                    client=client, chunk_size=args.chunk_size,
+                                    command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
             print(f"wrote {len(result.table)} rows to {result.path}")
         elif args.command == "chapter":
             import papermill

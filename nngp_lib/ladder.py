@@ -81,11 +81,14 @@ def run(
     backend: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    client=None,
+    chunk_size: int | None = None,
 ):
     """Score the ladder at ``width`` into :func:`run_name` (resumable: rows already present are kept).
 
     ``num_architectures`` (default :data:`ARCHITECTURES`) takes a shorter prefix of the
-    sample, e.g. for a test in its own ``results_dir``.
+    sample, e.g. for a test in its own ``results_dir``. ``client`` and ``chunk_size`` are
+    :func:`nngp_lib.scoring.score_many`'s (a Dask cluster; one architecture per part by default).
     """
     from nngp_lib import scoring
     from nngp_lib.data import nb101_table
@@ -99,7 +102,7 @@ def run(
         description=(f"the NNGP ladder at width {width}: {count} NAS-Bench-101 architectures of the seeded "
                      f"sample (seed {SAMPLE_SEED})"),
         results_dir=results_dir, data_dir=data_dir, progress=progress, command=command, backend=backend,
-        checkpoint_every=1,
+        checkpoint_every=1, client=client, chunk_size=chunk_size,
     )
 
 

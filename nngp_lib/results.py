@@ -1,19 +1,26 @@
-"""One way to store and read computed results: a CSV table plus a JSON provenance record.
+"""One way to read computed results, two ways they are stored: a table plus a JSON provenance record.
 
-A result named ``nb101_nngp`` lives in ``results_dir()/nb101_nngp.csv`` with its
-provenance in ``results_dir()/nb101_nngp.json``: the settings, the command that
-produced it, package versions, machine and device, and dates. Both files are written
-atomically (a temporary file, then ``os.replace``), so an interrupted run never leaves
-a half-written table; batch scoring rewrites the table every few architectures and
-resumes from it.
+A *run* (batch scoring, :func:`nngp_lib.scoring.score_many`) named ``nb101_nngp`` is the
+folder ``results_dir()/nb101_nngp/``: one Parquet file per finished chunk of
+architectures (``part-<digest>.parquet``, the digest of the rows' keys, so a chunk
+computed twice overwrites itself instead of adding rows) and ``provenance.json``: the
+settings, the command that produced it, package versions, machine and device, and dates.
+A smaller result is the pair ``nb101_nngp.csv`` + ``nb101_nngp.json`` (the format of the
+runs committed before the folders, still read). Every file is written atomically (a
+temporary file, then ``os.replace``), so an interrupted run never leaves a half-written
+one. :func:`read` returns either as one table; while a run writes its folder, a lock
+file there (:func:`run_lock`) stops a second writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -49,9 +56,25 @@ def paths(name: str, results_dir: str | os.PathLike | None = None) -> tuple[Path
     return folder / f"{name}.csv", folder / f"{name}.json"
 
 
+PROVENANCE_FILE = "provenance.json"
+LOCK_FILE = ".lock"
+_PART_GLOB = "part-*.parquet"
+_SETTINGS_KEY = b"nngp_run_settings"  # Parquet metadata: digest of the run settings a part belongs to
+
+
+def run_dir(name: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a run stored as Parquet parts."""
+    return paths(name, results_dir)[0].with_suffix("")
+
+
+def is_run_dir(name: str, results_dir: str | os.PathLike | None = None) -> bool:
+    return (run_dir(name, results_dir) / PROVENANCE_FILE).is_file()
+
+
 def exists(name: str, results_dir: str | os.PathLike | None = None) -> bool:
+    """Whether a result is stored, in either format."""
     table, record = paths(name, results_dir)
-    return table.is_file() and record.is_file()
+    return is_run_dir(name, results_dir) or (table.is_file() and record.is_file())
 
 
 def environment() -> dict[str, Any]:
@@ -105,7 +128,13 @@ def write(name: str, table: pd.DataFrame, provenance: dict[str, Any],
 
 
 def read(name: str, results_dir: str | os.PathLike | None = None) -> Results:
-    """Read a named result. Missing or unreadable files raise one-line errors naming the fix."""
+    """Read a named result, a run folder of Parquet parts or a CSV + JSON pair, as one table.
+
+    A run's parts are concatenated and rows with the same key (``provenance["key_columns"]``,
+    e.g. hash and setting) kept once. Missing or unreadable files raise one-line errors naming the fix.
+    """
+    if is_run_dir(name, results_dir):
+        return _read_run(name, results_dir)
     table_path, record_path = paths(name, results_dir)
     if not table_path.is_file() or not record_path.is_file():
         raise FileNotFoundError(
@@ -158,6 +187,187 @@ def open_run(
     if set(previous.table.columns) != set(columns):
         raise ValueError(f"result {name!r} has other columns than this run writes; choose another name")
     return previous.table[list(columns)], previous.provenance
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short digest of a run's settings, stamped on each of its parts."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def part_name(keys: pd.DataFrame, position: int = 0) -> str:
+    """The file name of a part holding the rows with these keys (any order): a chunk
+    scored again, e.g. after its worker died, gets the same name and replaces itself.
+    ``position`` (of the chunk in the run) comes first, so that parts read in name
+    order give the rows in the run's order."""
+    ordered = keys.astype(str).agg("\x1f".join, axis=1).sort_values()
+    digest = hashlib.sha256("\n".join(ordered).encode()).hexdigest()[:20]
+    return f"part-{position:08d}-{digest}.parquet"
+
+
+def write_part(name: str, table: pd.DataFrame, provenance: dict[str, Any],
+               results_dir: str | os.PathLike | None = None, position: int = 0) -> Path:
+    """Atomically write one finished chunk of a run (a Parquet file named by its keys,
+    :func:`part_name`, stamped with the run's settings); returns its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = run_dir(name, results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / part_name(table[list(provenance["key_columns"])], position)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                           _SETTINGS_KEY: settings_digest(provenance["settings"]).encode()})
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(arrow, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_provenance(name: str, provenance: dict[str, Any], results_dir: str | os.PathLike | None = None,
+                     rows: int | None = None) -> Path:
+    """Atomically write a run's provenance record (``updated`` set to now)."""
+    folder = run_dir(name, results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = dict(provenance)
+    record["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if rows is not None:
+        record["rows"] = int(rows)
+    path = folder / PROVENANCE_FILE
+    _atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _read_run(name: str, results_dir: str | os.PathLike | None) -> Results:
+    import pyarrow.parquet as pq
+
+    folder = run_dir(name, results_dir)
+    record_path = folder / PROVENANCE_FILE
+    try:
+        provenance = json.loads(record_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"corrupt provenance file {record_path}: {err.msg}; delete the folder {folder} and re-run") from None
+    expected = settings_digest(provenance.get("settings", {}))
+    parts = []
+    for path in sorted(folder.glob(_PART_GLOB)):
+        try:
+            arrow = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for truncated or foreign files
+            raise ValueError(
+                f"corrupt results part {path} ({type(err).__name__}): delete it and resume the run to recompute "
+                f"its architectures"
+            ) from None
+        stamp = (arrow.schema.metadata or {}).get(_SETTINGS_KEY, b"").decode()
+        if stamp != expected:
+            raise ValueError(
+                f"results part {path} belongs to a run with other settings than {record_path}: move it to its own "
+                f"run folder or delete it"
+            )
+        parts.append(arrow.to_pandas())
+    columns = provenance.get("columns")
+    if parts:
+        table = pd.concat(parts, ignore_index=True)
+    else:
+        table = pd.DataFrame(columns=columns)
+    keys = provenance.get("key_columns")
+    if keys and not table.empty:
+        table = table.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
+    if columns:
+        table = table[[c for c in columns if c in table.columns]]
+    return Results(table=table, provenance=provenance, path=folder)
+
+
+class RunLockedError(FileExistsError):
+    """Another process is writing the run (its lock file exists)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(name: str, results_dir: str | os.PathLike | None = None):
+    """Hold the lock of a run for the duration of the block: a file in its folder with
+    this host and pid, removed on exit. A lock left by a crashed process on this host
+    (its pid is gone) is stale and taken over; any other is a one-line error naming it."""
+    folder = run_dir(name, results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    mine = {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                holder = {}
+            if holder.get("host") == mine["host"] and isinstance(holder.get("pid"), int) \
+                    and not _pid_alive(holder["pid"]):
+                path.unlink(missing_ok=True)  # stale: its process crashed
+                continue
+            raise RunLockedError(
+                f"result {name!r} is being written by pid {holder.get('pid', '?')} on host "
+                f"{holder.get('host', '?')} (since {holder.get('started', '?')}): wait for it to finish, or delete "
+                f"{path} if that process is gone"
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(mine, handle)
+        break
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a run that failed before writing anything leaves no folder
+            folder.rmdir()
+
+
+def open_parts_run(
+    name: str,
+    settings: dict[str, Any],
+    columns: Sequence[str],
+    key_columns: Sequence[str],
+    *,
+    description: str,
+    command: str | None = None,
+    resume: bool = True,
+    results_dir: str | os.PathLike | None = None,
+    upgrade: Callable[[Results], Results] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """:func:`open_run` for a run stored as a folder of Parquet parts (call it under :func:`run_lock`).
+
+    A legacy CSV + JSON run resumed here is converted: its table becomes the folder's
+    first part, and the CSV and JSON are removed once the folder is complete. The
+    provenance records ``columns`` and ``key_columns`` (what :func:`read` dedups by).
+    """
+    table_path, record_path = paths(name, results_dir)
+    legacy = not is_run_dir(name, results_dir) and table_path.is_file() and record_path.is_file()
+    if legacy or is_run_dir(name, results_dir):
+        table, provenance = open_run(name, settings, columns, description=description, command=command,
+                                     resume=resume, results_dir=results_dir, upgrade=upgrade)
+    else:
+        table, provenance = pd.DataFrame(columns=list(columns)), new_provenance(description, settings, command)
+    provenance = {**provenance, "format": "parquet parts", "columns": list(columns),
+                  "key_columns": list(key_columns)}
+    if legacy:
+        if not table.empty:
+            write_part(name, table, provenance, results_dir)
+        write_provenance(name, provenance, results_dir, rows=len(table))
+        table_path.unlink()
+        record_path.unlink()
+    return table, provenance
 
 
 def describe(provenance: dict[str, Any]) -> str:

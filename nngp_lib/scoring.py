@@ -13,8 +13,9 @@ for (k=1, n_train=100) and one for (k=2, n_train=200) of the same architecture d
 only by the networks and images added, as in a real ensemble that grows.
 
 Batch scoring writes one row per (architecture, setting) through
-:mod:`nngp_lib.results`: atomically, every few architectures, resuming from the rows
-already in the file, with a provenance record.
+:mod:`nngp_lib.results`: a Parquet part per finished chunk of architectures, written
+atomically, resuming from the rows already present, with a provenance record. The
+chunks run in this process or on a Dask cluster (:mod:`nngp_lib.cluster`).
 """
 
 from __future__ import annotations
@@ -259,6 +260,45 @@ def _nested_subsets(data: NNGPData, setting: Setting, n_train: int, n_val: int) 
     return train_pos, val_pos
 
 
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every task of a run shares, sent once to each worker (``client.scatter``).
+
+    Attributes:
+      settings: the run's settings.
+      data: the largest image sets of the run.
+      backend: the requested backend ('auto', 'jax', 'torch'), resolved where the task runs.
+      precompile: compile the JAX primitives before a process's first architecture.
+    """
+
+    settings: tuple[Setting, ...]
+    data: NNGPData
+    backend: str = "auto"
+    precompile: bool = False
+
+
+_PRECOMPILED: set[tuple] = set()  # per process: the (settings, image shape, backend) already compiled
+
+
+def score_chunk(job: ScoringJob, chunk: Sequence[tuple[int, ModelSpec, tuple[Setting, ...]]]) -> tuple[list[dict], str]:
+    """Score one chunk of (position, architecture, settings still to do): ``(rows, backend version)``.
+
+    The task of a run, in this process or on a Dask worker; see :func:`score_spec`.
+    """
+    from nngp_lib import backends
+
+    backend = backends.resolve(job.backend)
+    key = (job.settings, job.data.x_train.shape[1:3], backend)
+    if job.precompile and key not in _PRECOMPILED:
+        _precompile(job.settings, job.data.x_train.shape[1:3], backend)
+        _PRECOMPILED.add(key)
+    rows = [row for _, spec, todo in chunk for row in score_spec(spec, todo, job.data, backend=backend)]
+    return rows, backends.version(backend)
+
+
+KEY_COLUMNS = ("hash", *SETTING_COLUMNS)
+
+
 def score_many(
     specs: Iterable[ModelSpec],
     settings: Sequence[Setting],
@@ -269,67 +309,95 @@ def score_many(
     data_dir: str | os.PathLike | None = None,
     resume: bool = True,
     checkpoint_every: int = 5,
+    chunk_size: int | None = None,
+    client=None,
     progress: bool = True,
     command: str | None = None,
     precompile: bool | None = None,
     backend: str = "auto",
 ) -> results_io.Results:
-    """Score many architectures at several settings into the result ``name``.
+    """Score many architectures at several settings into the run ``name`` (a folder of Parquet parts).
 
-    Rows already in the result (same hash and setting) are kept and not recomputed when
-    ``resume`` is true; otherwise an existing result is an error, so that nothing is
-    overwritten by accident. The table is rewritten atomically every
-    ``checkpoint_every`` architectures and at the end. ``precompile`` compiles every
-    primitive an NB101 network can call before the first architecture (about a minute,
-    then no architecture compiles anything); by default only for 20 or more specs.
-    ``backend`` runs the networks (:mod:`nngp_lib.backends`); the provenance lists every
-    backend and version that contributed rows (``backends``), across resumed sessions.
+    The architectures are cut into chunks of ``chunk_size`` (default ``checkpoint_every``);
+    a chunk is one task scoring its architectures at every setting still to do (so the
+    settings share features, :func:`score_spec`) and one Parquet part, written as soon as
+    it finishes (:func:`nngp_lib.results.write_part`). Tasks run in this process, or on
+    the Dask cluster of ``client`` (:func:`nngp_lib.cluster.connect`): the images and
+    settings are scattered once to every worker, the chunks submitted, and the parts
+    written here as they complete; a chunk retried after its worker died replaces its
+    own part, so no row is written twice.
+
+    (architecture, setting) pairs already in the result are kept and not recomputed when
+    ``resume`` is true (a legacy CSV result is converted to a folder); otherwise an
+    existing result is an error, so that nothing is overwritten by accident. A second
+    run on the same name while one writes it fails at once (:func:`nngp_lib.results.run_lock`).
+    ``precompile`` compiles every primitive an NB101 network can call before a process's
+    first architecture (about a minute, then no architecture compiles anything); by
+    default only for 20 or more specs. ``backend`` runs the networks
+    (:mod:`nngp_lib.backends`); the provenance lists every backend and version that
+    contributed rows (``backends``), across resumed sessions and workers.
     """
-    from nngp_lib import backends
-
-    backend = backends.resolve(backend)
     settings = list(dict.fromkeys(settings))
     if not settings:
         raise ValueError("no settings given: pass at least one Setting")
     data_seeds = {s.data_seed for s in settings}
     if len(data_seeds) != 1:
         raise ValueError(f"one data_seed per run, got {sorted(data_seeds)}: score each in its own result")
+    chunk_size = checkpoint_every if chunk_size is None else chunk_size
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     specs = list(specs)
     run_settings = {"settings": [s.as_dict() for s in settings], "architectures": len(specs)}
+    columns = ["hash", *SETTING_COLUMNS, *SCORE_COLUMNS]
 
-    table, provenance = results_io.open_run(
-        name, run_settings, ["hash", *SETTING_COLUMNS, *SCORE_COLUMNS], description=description,
-        command=command, resume=resume, results_dir=results_dir, upgrade=_with_setting_defaults,
-    )
+    with results_io.run_lock(name, results_dir):
+        table, provenance = results_io.open_parts_run(
+            name, run_settings, columns, KEY_COLUMNS, description=description, command=command, resume=resume,
+            results_dir=results_dir, upgrade=_with_setting_defaults,
+        )
+        done = set(zip(table["hash"], *(table[c] for c in SETTING_COLUMNS)))
+        data = nngp_split(max(s.n_train for s in settings), max(s.n_val for s in settings),
+                          seed=settings[0].data_seed, data_dir=data_dir)
+        provenance["data"] = {"source": data.source, "seed": data.seed,
+                              "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val))}
+        provenance["workers"] = "in-process" if client is None else str(client.scheduler.address)
+        rows_written = len(table)
+        results_io.write_provenance(name, provenance, results_dir, rows=rows_written)
 
-    done = set(zip(table["hash"], *(table[c] for c in SETTING_COLUMNS)))
-    data = nngp_split(max(s.n_train for s in settings), max(s.n_val for s in settings),
-                      seed=settings[0].data_seed, data_dir=data_dir)
-    provenance["data"] = {"source": data.source, "seed": data.seed,
-                          "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val))}
-    provenance["backends"] = sorted({*provenance.get("backends", []), backends.version(backend)})
+        pending = []  # (position in specs, spec, settings to do)
+        for position, spec in enumerate(specs):
+            spec_hash = spec.hash()
+            todo = tuple(s for s in settings if (spec_hash, *s.as_dict().values()) not in done)
+            if todo:
+                pending.append((position, spec, todo))
+        chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]
+        job = ScoringJob(tuple(settings), data, backend, len(specs) >= 20 if precompile is None else precompile)
 
-    if precompile is None:
-        precompile = len(specs) >= 20
-    if precompile:
-        _precompile(settings, data.x_train.shape[1:3], backend)
-
-    new_rows: list[dict] = []
-    pending = 0
-    for spec in tqdm(specs, desc=f"scoring {name}", disable=not progress):
-        spec_hash = spec.hash()
-        todo = [s for s in settings if (spec_hash, *s.as_dict().values()) not in done]
-        if not todo:
-            continue
-        new_rows.extend(score_spec(spec, todo, data, backend=backend))
-        pending += 1
-        if pending >= checkpoint_every:
-            table = _append(table, new_rows)
-            results_io.write(name, table, provenance, results_dir)
-            new_rows, pending = [], 0
-    table = _append(table, new_rows)
-    results_io.write(name, table, provenance, results_dir)
+        bar = tqdm(total=len(specs), initial=len(specs) - len(pending), desc=f"scoring {name}", unit="arch",
+                   disable=not progress)
+        with bar:
+            for chunk, (rows, version) in _run_chunks(job, chunks, client):
+                results_io.write_part(name, pd.DataFrame(rows, columns=columns), provenance, results_dir,
+                                      position=chunk[0][0])
+                rows_written += len(rows)
+                provenance["backends"] = sorted({*provenance.get("backends", []), version})
+                results_io.write_provenance(name, provenance, results_dir, rows=rows_written)
+                bar.update(len(chunk))
     return results_io.read(name, results_dir)
+
+
+def _run_chunks(job: ScoringJob, chunks: list, client):
+    """``(chunk, score_chunk's result)`` for every chunk, in the order they finish."""
+    if client is None:
+        for chunk in chunks:
+            yield chunk, score_chunk(job, chunk)
+        return
+    from distributed import as_completed
+
+    shared = client.scatter(job, broadcast=True)
+    futures = {client.submit(score_chunk, shared, chunk, pure=False): chunk for chunk in chunks}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
 
 
 def score_sample(
@@ -390,10 +458,3 @@ def _precompile(settings: Sequence[Setting], image_shape: tuple[int, int], backe
         nb101_net.precompile(batch_size=batch, train_batch_size=kernels.default_bn_batch(n_train),
                              stem_channels=stem_channels(multiplier), image_size=(height // factor, width // factor),
                              forward=backend == "jax")
-
-
-def _append(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
-    if not rows:
-        return table
-    new = pd.DataFrame(rows, columns=table.columns)
-    return new if table.empty else pd.concat([table, new], ignore_index=True)

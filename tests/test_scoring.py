@@ -102,13 +102,15 @@ def test_runs_recorded_before_a_setting_existed_read_and_resume(specs, tmp_path,
     record["settings"] = {**record["settings"],
                           "settings": [{k: v for k, v in s.items() if k != "downsample_factor"}
                                        for s in record["settings"]["settings"]]}
-    results.write("old", first.table.drop(columns="downsample_factor"), record, tmp_path)
-    assert "downsample_factor" not in results.read("old", tmp_path).table
-    assert scoring.complete_settings(results.read("old", tmp_path).table)["downsample_factor"].tolist() == [1]
+    results.write("legacy", first.table.drop(columns="downsample_factor"), record, tmp_path)  # the CSV format
+    assert "downsample_factor" not in results.read("legacy", tmp_path).table
+    assert scoring.complete_settings(results.read("legacy", tmp_path).table)["downsample_factor"].tolist() == [1]
 
-    resumed = scoring.score_many(specs[:1], settings, "old", results_dir=tmp_path, data_dir=data_dir,
+    resumed = scoring.score_many(specs[:1], settings, "legacy", results_dir=tmp_path, data_dir=data_dir,
                                  progress=False)
     assert len(resumed.table) == 1 and resumed.table["downsample_factor"].tolist() == [1]
+    assert resumed.table.equals(results.read("legacy", tmp_path).table)
+    assert resumed.path == tmp_path / "legacy" and not (tmp_path / "legacy.csv").exists()  # converted
 
 
 def test_score_sample_scores_the_seeded_table_sample_at_every_setting(tmp_path, data_dir):

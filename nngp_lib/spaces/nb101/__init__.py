@@ -43,6 +43,7 @@ from nngp_lib.spaces.nb101.space import (
     SearchSpace,
     build_search_space,
     enumerate_space,
+    permutation_sample,
     random_spec,
     sample_specs,
     search_space,
@@ -81,6 +82,7 @@ __all__ = [
     "MAX_VERTICES", "MAXPOOL", "MAXPOOL3X3", "NB101_CIFAR10", "NUM_LABELS", "NUM_MODULES_PER_STACK", "NUM_STACKS",
     "OUTPUT", "PAD_LABEL", "SPACE_SIZE", "STEM_CHANNELS", "Layer", "ModelSpec", "NetworkConfig", "NetworkPlan",
     "SearchSpace", "Step", "build_search_space", "compute_vertex_channels", "enumerate_space", "hash_module",
-    "load_table", "network", "network_layers", "network_plan", "prune", "random_spec", "sample_specs",
+    "load_table", "network", "network_layers", "network_plan", "permutation_sample", "prune", "random_spec",
+    "sample_specs",
     "search_space", "specs_from_table",
 ]

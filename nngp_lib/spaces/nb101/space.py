@@ -145,6 +145,19 @@ def sample_specs(n: int, seed: int = 0, *, cache_dir: str | os.PathLike | None =
     return [space[i] for i in indices.tolist()]
 
 
+def permutation_sample(n: int, seed: int = 0, *, cache_dir: str | os.PathLike | None = None) -> list[ModelSpec]:
+    """The first ``n`` cells of a seeded permutation of the 423,624 (NumPy's default
+    generator): samples with one ``seed`` are prefixes of each other, as the table's
+    ``--sample`` are (``nngp-nas score-table --space nb101``)."""
+    space = search_space(cache_dir=cache_dir)
+    if not 0 <= n <= len(space):
+        raise ValueError(
+            f"cannot sample {n} distinct cells from a space of {len(space)}; pass 0 <= n <= {len(space)}"
+        )
+    indices = np.random.default_rng(seed).permutation(len(space))[:n]
+    return [space[i] for i in indices.tolist()]
+
+
 def random_spec(rng: np.random.Generator, *, cache_dir: str | os.PathLike | None = None) -> ModelSpec:
     """One cell drawn uniformly from the 423,624 with ``rng``."""
     space = search_space(cache_dir=cache_dir)
