@@ -94,8 +94,22 @@ def environment() -> dict[str, Any]:
         "versions": versions,
         "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores",
+        "cpu": cpu_model(),
         "device": device,
     }
+
+
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo``'s ``model name`` on Linux, else ``platform.processor()``):
+    speed records differ by machine kind, and the core count alone does not say which."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def new_provenance(description: str, settings: dict[str, Any], command: str | None = None) -> dict[str, Any]:
