@@ -36,9 +36,36 @@ def provenance_note(n_architectures: int, source: str, settings: Mapping[str, An
 
 def show(markdown: str) -> None:
     """Display Markdown (dedented, stripped) as a cell output, e.g. a sentence of results."""
-    from IPython.display import Markdown, display  # notebooks only; the library needs no IPython
+    # notebooks only; the library needs no IPython
+    from IPython.display import Markdown, display
 
     display(Markdown(textwrap.dedent(markdown).strip()))
+
+
+def format_number(value: Any) -> str:
+    """A table cell for reading: thousands separated, at most six significant digits
+    (callers round first), ``–`` for a missing value.
+
+    >>> [format_number(v) for v in (1207.2628, 0.1234, 3.0, float("nan"))]
+    ['1,207.26', '0.1234', '3', '–']
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return format(value, ",.6g")
+
+
+def show_table(frame, *, index: bool = True, float_format=None, formatters=None) -> None:
+    """Display a DataFrame (or Series) as an HTML table, numbers formatted by
+    :func:`format_number` unless ``float_format`` or per-column ``formatters`` say otherwise
+    (the arguments of :meth:`pandas.DataFrame.to_html`)."""
+    import pandas as pd
+    from IPython.display import HTML, display  # notebooks only
+
+    if isinstance(frame, pd.Series):
+        frame = frame.to_frame()
+    html = frame.to_html(index=index, float_format=float_format or format_number, formatters=formatters,
+                         na_rep="–", border=0, classes="dataframe nngp-table")
+    display(HTML(html))
 
 
 def cached_or_computed(name: str, compute, *, recompute: bool = False):

@@ -44,8 +44,12 @@ class Results:
     path: Path
 
     def describe(self) -> str:
-        """One sentence naming the run: what, settings, where, when."""
+        """One sentence naming the run: what, how much, when, where (:func:`describe`)."""
         return describe(self.provenance)
+
+    def record_markdown(self) -> str:
+        """The full provenance record, collapsed (:func:`record_markdown`)."""
+        return record_markdown(self.provenance, f"The full provenance record of `{self.path.stem}`")
 
 
 def paths(name: str, results_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -385,15 +389,40 @@ def open_parts_run(
 
 
 def describe(provenance: dict[str, Any]) -> str:
-    """One sentence saying which run produced a result."""
-    settings = ", ".join(f"{k}={v}" for k, v in sorted(provenance.get("settings", {}).items()))
+    """One sentence saying which run produced a result: what, how much, which settings in
+    short, when, on what machine and with which command (the full record:
+    :func:`record_markdown`).
+
+    >>> describe({"description": "NNGP scores", "rows": 4000, "command": "nngp-nas score-table",
+    ...           "settings": {"architectures": 1000, "settings": [{}, {}]}, "cpu": "Xeon",
+    ...           "started": "2026-11-23T03:03:54+00:00", "updated": "2026-11-24T06:59:29+00:00"})
+    'NNGP scores: 4,000 rows, 1,000 architectures at 2 settings, computed 2026-11-23 to 2026-11-24 on Xeon with `nngp-nas score-table`'
+    """
+    settings = provenance.get("settings", {})
     rows = provenance.get("rows")
-    return (
-        f"{provenance.get('description', 'run')}: {rows} rows, settings {settings}; "
-        f"computed on {provenance.get('machine', '?')} ({provenance.get('device', '?')}), "
-        f"{provenance.get('started', '?')} to {provenance.get('updated', '?')}, "
-        f"with `{provenance.get('command', '?')}`"
-    )
+    parts = [f"{rows:,} rows" if isinstance(rows, int) else "rows unknown"]
+    if isinstance(settings, dict) and isinstance(settings.get("settings"), list):
+        count = settings.get("architectures")
+        parts.append((f"{count:,} architectures at " if isinstance(count, int) else "")
+                     + f"{len(settings['settings'])} setting{'s' * (len(settings['settings']) != 1)}")
+    elif isinstance(settings, dict) and settings:
+        shown = [f"{k}={v}" for k, v in sorted(settings.items()) if len(str(v)) <= 40]
+        parts.append("settings " + ", ".join(shown[:6]) + (", ..." if len(shown) < len(settings) or len(shown) > 6
+                                                          else ""))
+    started, updated = (str(provenance.get(key, "?"))[:10] for key in ("started", "updated"))
+    when = started if started == updated else f"{started} to {updated}"
+    machine = provenance.get("cpu") or provenance.get("machine", "an unrecorded machine")
+    device = provenance.get("device", "cpu")
+    where = machine if device in ("cpu", None) else f"{machine} ({device})"
+    return (f"{provenance.get('description', 'run')}: {', '.join(parts)}, computed {when} on {where} "
+            f"with `{provenance.get('command', '?')}`")
+
+
+def record_markdown(provenance: dict[str, Any], title: str = "The full provenance record") -> str:
+    """The provenance record as a collapsed block (an HTML ``<details>`` around a JSON code
+    block), for a page that states :func:`describe`'s sentence and keeps the rest one click away."""
+    record = json.dumps(provenance, indent=2, sort_keys=True, default=str)
+    return f"<details><summary>{title}</summary>\n\n```json\n{record}\n```\n\n</details>"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

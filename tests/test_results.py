@@ -18,7 +18,12 @@ def test_round_trip_keeps_table_and_provenance(tmp_path):
     assert back.provenance["settings"] == {"ensemble": 2}
     assert back.provenance["rows"] == 2
     assert "numpy" in back.provenance["versions"]
-    assert "test run: 2 rows, settings ensemble=2" in back.describe()
+    sentence = back.describe()
+    assert sentence.startswith("test run: 2 rows, settings ensemble=2, computed 20") and "\n" not in sentence
+    assert sentence.endswith("with `pytest`")
+    block = back.record_markdown()
+    assert block.startswith("<details><summary>The full provenance record of `scores`</summary>")
+    assert '"ensemble": 2' in block and block.endswith("</details>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv", "scores.json"]
 
 

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import analysis, cost, plotting, scoring, search
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.spaces.nb101 import specs_from_table
 
@@ -119,6 +119,7 @@ show(provenance_note(num_scored, f"the NNGP result `{result_name}`", {
 }))
 scratch_note = "" if cached else " (computed for this page at the default small scale, not the committed run)"
 show(f"*NNGP run{scratch_note}:* {run.describe()}.")
+show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(
     f"The Monte-Carlo networks of the NNGP scores have {' and '.join(f'{w:g}' for w in widths_used)} times the "
@@ -194,7 +195,7 @@ show(
 # %%
 exhausted = curves[curves["budget"] == curves["pool_size"]].set_index(["epochs", "strategy"])
 exhausted = exhausted[["budget", "cost", "mean", "sem"]].rename(columns={"budget": "trained", "cost": "PFLOPs"})
-print(exhausted.round({"PFLOPs": 3, "mean": 4, "sem": 4}).to_string())
+show_table(exhausted.round({"PFLOPs": 3, "mean": 4, "sem": 4}))
 
 # %% [markdown]
 # And at equal training budget: with as many architectures trained as the screened
@@ -204,7 +205,7 @@ print(exhausted.round({"PFLOPs": 3, "mean": 4, "sem": 4}).to_string())
 equal_budget = curves[curves["budget"].isin(pool_sizes)].pivot_table(
     index=["epochs", "budget"], columns="strategy", values="mean"
 )[STRATEGIES]
-print(equal_budget.round(4).to_string())
+show_table(equal_budget.round(4))
 
 # %% tags=["remove-input"]
 def points(difference: float) -> str:
@@ -305,7 +306,7 @@ training_taus = search.hybrid_split_scores(
     proxies.scores[[four, twelve]], proxies.scores[twelve], truth,
     num_splits=num_splits, train_fraction=fit_fraction, seed=seed,
 )[[four, twelve]].mean()
-print(hybrid_table.round(3).to_string())
+show_table(hybrid_table.round(3))
 
 # %% tags=["remove-input"]
 best = hybrid_table["hybrid"].idxmax()

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import analysis, plotting, scoring, search
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
 
@@ -113,6 +113,7 @@ def noise_caveat(n: int) -> str:
 show(provenance_note(num_scored, f"the NNGP result `{result_name}`", {"score_column": score_column}))
 scratch_note = "" if cached else " (computed for this page at the default small scale, not the committed run)"
 show(f"*NNGP run{scratch_note}:* {run.describe()}.")
+show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(
     f"The Monte-Carlo networks of the NNGP scores have {' and '.join(f'{w:g}' for w in widths_used)} times the "
@@ -145,7 +146,7 @@ group_of = pd.Series(
     pd.cut(residuals, [-1, 2, 3, 4, np.inf], labels=GROUPS), index=table.index, name="residual connections"
 )
 MIN_GROUP = 5  # group means of fewer architectures are not compared in the text
-print(residuals.value_counts().sort_index().rename("architectures").rename_axis("residual connections").to_string())
+show_table(residuals.value_counts().sort_index().rename("architectures").rename_axis("residual connections"))
 
 # %% [markdown]
 # ### In the whole table: the bias of early training
@@ -160,7 +161,7 @@ table_ranks.columns = [*TRAINING, "108 epochs (truth)"]
 competitive_table = table_ranks["108 epochs (truth)"] > 1 - competitive_fraction
 by_group_table = table_ranks[competitive_table].groupby(group_of[competitive_table], observed=False).mean()
 by_group_table.insert(0, "architectures", group_of[competitive_table].value_counts().reindex(GROUPS))
-print(by_group_table.round(3).to_string())
+show_table(by_group_table.round(3))
 
 # %% tags=["remove-input"]
 few, many = GROUPS[0], GROUPS[-1]
@@ -196,7 +197,7 @@ sample_groups = group_of.set_axis(table["hash"]).loc[sample_scores.index]
 competitive = sample_ranks["108 epochs (truth)"] > 1 - competitive_fraction
 by_group = sample_ranks[competitive].groupby(sample_groups[competitive], observed=False).mean()
 by_group.insert(0, "architectures", sample_groups[competitive].value_counts().reindex(GROUPS))
-print(by_group.round(3).to_string())
+show_table(by_group.round(3))
 
 # %% [markdown]
 # And across all scored architectures, Kendall's tau between the number of residual
@@ -205,7 +206,7 @@ print(by_group.round(3).to_string())
 # %%
 sample_residuals = residuals.set_axis(table["hash"]).loc[sample_scores.index]
 residual_tau = pd.Series({proxy: kendall_tau(sample_residuals, sample_scores[proxy]) for proxy in sample_scores})
-print(residual_tau.round(3).to_string())
+show_table(residual_tau.round(3))
 
 # %% tags=["remove-input"]
 counts = by_group["architectures"]
@@ -275,7 +276,7 @@ alt.Chart(rank_points).mark_circle(size=30, opacity=0.7).encode(
 size_correlation = analysis.correlation_table(
     sample_scores, scored["trainable_parameters"].to_numpy(np.float64), num_resamples=num_resamples, seed=seed
 )
-print(size_correlation.round(3).to_string())
+show_table(size_correlation.round(3))
 
 # %% tags=["remove-input"]
 size_taus = size_correlation["kendall_tau"]
@@ -339,7 +340,7 @@ clusters = (
         best_truth=(TRUTH, "max"),
     )
 )
-print(clusters.round(3).to_string())
+show_table(clusters.round(3))
 
 # %% tags=["remove-input"]
 small = parameters < size_limit
@@ -419,7 +420,7 @@ table_metrics = pd.concat(
     axis=1,
 )
 print(f"PQETP threshold: {threshold:.4f}; subsets of {subset_size:,}")
-print(table_metrics.round(4).to_string())
+show_table(table_metrics.round(4))
 
 # %% tags=["remove-input"]
 drop = table_metrics["all"]["discovered"] - table_metrics[small_label]["discovered"]
@@ -461,7 +462,7 @@ sample_metrics = pd.concat(
     axis=1,
 )
 print(f"architectures: all {num_scored}, below the limit {int(scored_small.sum())}")
-print(sample_metrics.round(3).to_string())
+show_table(sample_metrics.round(3))
 
 # %% tags=["remove-input"]
 best_nngp_small = sample_metrics[small_label].loc[nngp, "kendall_tau"].idxmax()

@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import analysis, plotting, scoring, search
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
 from nngp_lib.networks.layers import BN_EPSILON, BN_MOMENTUM
@@ -136,6 +136,8 @@ show(provenance_note(num_shared, f"the NNGP results `{result_name}` and `{bn0_re
 SCRATCH = " (computed for this page at the default small scale, not the committed run)"
 show(f"*Momentum {BN_MOMENTUM}{'' if default_cached else SCRATCH}:* {default_run.describe()}.")
 show(f"*Momentum 0{'' if bn0_cached else SCRATCH}:* {bn0_run.describe()}.")
+show(default_run.record_markdown())
+show(bn0_run.record_markdown())
 nngp = list(pairs["proxy_default"])
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(
@@ -188,7 +190,7 @@ identity_error = max(1 - statistics.iloc[0]["scale min"], statistics.iloc[0]["sc
 num_layers = sum("var" in jax.tree_util.keystr(path) for path, _ in leaves)
 
 # %%
-print(statistics.round(3).to_string())
+show_table(statistics.round(3))
 
 # %% tags=["remove-input"]
 show(
@@ -212,7 +214,7 @@ accuracy = pd.DataFrame(
     {f"{setting}, momentum {momentum}": proxies.scores[pairs.loc[setting, f"proxy_{suffix}"]]
      for setting in pairs.index for suffix, momentum in (("default", BN_MOMENTUM), ("bn0", 0))}
 )
-print(accuracy.describe(percentiles=[0.1, 0.5, 0.9]).round(4).to_string())
+show_table(accuracy.describe(percentiles=[0.1, 0.5, 0.9]).round(4))
 
 # %% tags=["remove-input"]
 first = pairs.index[0]
@@ -262,7 +264,7 @@ columns = [label for setting in pairs.index for label in pairs.loc[setting, ["pr
 ranking = analysis.correlation_table(
     proxies.scores[columns + TRAINING], proxies.truth, num_resamples=num_resamples, seed=seed
 )
-print(ranking.round(3).to_string())
+show_table(ranking.round(3))
 
 # %% [markdown]
 # The difference in tau (momentum 0.997 minus momentum 0) on the same bootstrap
@@ -275,7 +277,7 @@ differences = pd.DataFrame(
         num_resamples=num_resamples, seed=seed,
     ) for setting in pairs.index}
 ).T
-print(differences.round(3).to_string())
+show_table(differences.round(3))
 
 # %% tags=["remove-input"]
 tau_default = ranking.loc[pairs.loc[first, "proxy_default"]]

@@ -73,7 +73,7 @@ from IPython.display import display
 from scipy import optimize, stats
 
 from nngp_lib import analysis, cost, plotting, results, scoring
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.data.cifar10 import downsample, nngp_split
 from nngp_lib.inference import nngp_inference
@@ -137,9 +137,9 @@ grid["kernel PFLOPs"] = cost.to_pflops(cost.nngp_kernel_flops(mean_flops, grid["
 grid["inference PFLOPs"] = cost.to_pflops(cost.nngp_inference_flops(grid["n"], grid["m"]))
 grid["NNGP PFLOPs"] = grid["kernel PFLOPs"] + grid["inference PFLOPs"]
 training = pd.DataFrame({"epochs": epochs, "training PFLOPs": cost.to_pflops(cost.training_flops(mean_flops, epochs))})
-print(grid.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+show_table(grid, index=False, float_format=lambda v: f"{v:.3g}")
 print()
-print(training.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+show_table(training, index=False, float_format=lambda v: f"{v:.3g}")
 
 # %% tags=["remove-input"]
 cheapest = grid.loc[grid["NNGP PFLOPs"].idxmin()].to_dict()
@@ -217,7 +217,7 @@ solvers = pd.DataFrame(
     }
 )
 print(f"m = {max(n_vals)}")
-print(solvers.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+show_table(solvers, index=False, float_format=lambda v: f"{v:.3g}")
 
 # %% [markdown]
 # ## The model against the clock
@@ -280,11 +280,11 @@ rate = 1.0 / fit.slope  # GFLOP/s
 # settings, so they are checked here (in GFLOPs):
 
 # %%
-print(timings.pivot_table(index="architecture", columns="variant", values="model GFLOPs", sort=False).round(2).to_string())
+show_table(timings.pivot_table(index="architecture", columns="variant", values="model GFLOPs", sort=False).round(2))
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
-print(timings.pivot_table(index=["architecture", "run"], columns="variant", values="seconds", sort=False).round(2).to_string())
+show_table(timings.pivot_table(index=["architecture", "run"], columns="variant", values="seconds", sort=False).round(2))
 
 # %% tags=["remove-input"]
 # NBVAL_IGNORE_OUTPUT
@@ -340,7 +340,7 @@ inference_timings["GFLOP/s"] = inference_timings["model GFLOPs"] / inference_tim
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
-print(inference_timings.round(3).to_string(index=False))
+show_table(inference_timings.round(3), index=False)
 largest = inference_timings.iloc[-1]
 show(
     f"""
@@ -366,7 +366,7 @@ hours = grid[["k", "n", "m"]].copy()
 hours["seconds per architecture"] = grid["NNGP PFLOPs"] * 1e6 / rate
 hours["days for the 30,001-row table"] = hours["seconds per architecture"] * len(table) / 86400
 hours["days for all 423,624 cells"] = hours["seconds per architecture"] * 423_624 / 86400
-print(hours.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+show_table(hours, index=False, float_format=lambda v: f"{v:.3g}")
 
 # %% [markdown]
 # ## Runs recorded elsewhere
@@ -380,6 +380,7 @@ print(hours.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 if results.exists(result_name):
     scored = results.read(result_name)
     show(f"Cached scoring run `{result_name}`: {scored.describe()}.")
+    show(scored.record_markdown())
     runs = scored.table.merge(table[["hash", "adjacency", "ops"]], on="hash", how="left")
     networks = [
         nb101_net.network(spec, stem_channels=scoring.stem_channels(width))
@@ -397,7 +398,7 @@ if results.exists(result_name):
         }),
         include_groups=False,
     )
-    print(per_setting.round(2).to_string())
+    show_table(per_setting.round(2))
     device = scored.provenance.get("device", "unknown")
     show(
         f"""
@@ -476,7 +477,7 @@ for name, (f, d) in estimates.items():
     cheap[f"{name} PFLOPs"] = cost.to_pflops(cost.nngp_flops(f, cheap["n"], m_cheap, k_cheap, feature_dim=d))
 print(f"k = {k_cheap}, m = {m_cheap}; mean F in GFLOPs: "
       + ", ".join(f"{name} {f / GIGA:.3f}" for name, (f, _) in estimates.items()))
-print(cheap.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+show_table(cheap, index=False, float_format=lambda v: f"{v:.3g}")
 
 # %% [markdown]
 # A cheaper kernel is only useful if it ranks architectures as the full one
@@ -516,7 +517,7 @@ kernel_agreement = pd.DataFrame(
     index=pd.Index([labels[p] for p in timed], name="architecture"),
 )
 print(f"Pearson r of normalized kernels, {timing_n_train} training images, k = {timing_ensemble}")
-print(kernel_agreement.round(3).T.to_string())
+show_table(kernel_agreement.round(3).T)
 
 # %% tags=["remove-input"]
 median_r = kernel_agreement.median()
@@ -642,11 +643,12 @@ show(
 )
 for name in cheap_results:
     show(f"`{name}`: {cheap_runs[name].describe()}.")
+    show(cheap_runs[name].record_markdown())
 
 # %%
 print(f"{len(cheap_scores)} architectures; k = {scale_k}, n = {scale_n}, m = {scale_m}; "
       f"Kendall tau-b and Pearson r against the 108-epoch truth")
-print(cheap_table.round(3).to_string())
+show_table(cheap_table.round(3))
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

@@ -130,8 +130,9 @@ for width, provenance in provenances.items():
         f"{'python batches (exact pixels)' if data.get('source') == 'batches' else data.get('source', '?')}, "
         f"{data.get('n_train', '?')} training and {data.get('n_val', '?')} validation images; "
         f"backends {', '.join(provenance.get('backends', ['?']))}; computed {provenance.get('started', '?')} "
-        f"to {provenance.get('updated', '?')} on {provenance.get('machine', '?')}."
+        f"to {provenance.get('updated', '?')} on {provenance.get('cpu') or provenance.get('machine', '?')}."
     )
+    show(results.record_markdown(provenance, f"The full provenance record of `{ladder.run_name(width)}`"))
 
 # %% [markdown]
 # ## The plan and what it costs

@@ -88,7 +88,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import plotting
-from nngp_lib.book import provenance_note, show
+from nngp_lib.book import provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.data.cifar10 import CLASS_NAMES, downsample, nngp_split
 from nngp_lib.inference import DEFAULT_EPS, nngp_inference
@@ -136,7 +136,7 @@ show(
 truth = table["val_acc_108"]
 print("hash:", architecture)
 print("ops: ", ", ".join(spec.ops))
-print(pd.DataFrame(spec.matrix, index=spec.ops, columns=range(spec.num_vertices)).to_string())
+show_table(pd.DataFrame(spec.matrix, index=spec.ops, columns=range(spec.num_vertices)))
 print(f"forward GFLOPs per image: {spec.flops() / 1e9:.3f}; trainable parameters: {spec.num_params():,}")
 print(f"validation accuracy after 108 epochs: {row['val_acc_108']:.4f} "
       f"(percentile {(truth < row['val_acc_108']).mean():.1%} of the table)")
@@ -167,7 +167,7 @@ counts = pd.DataFrame(
     {"training": np.bincount(data.y_train, minlength=10), "validation": np.bincount(data.y_val, minlength=10)},
     index=pd.Index(CLASS_NAMES, name="class"),
 )
-print(counts.T.to_string())
+show_table(counts.T)
 print(f"source: {data.source}; disjoint: {np.intersect1d(data.train_indices, data.val_indices).size == 0}")
 print(f"pixel mean {data.x_train.mean():.3f}, standard deviation {data.x_train.std():.3f}")
 
@@ -207,7 +207,7 @@ bn_summary = pd.DataFrame(
     index=["largest |moving mean|", "largest |moving variance - 1|"],
 )
 print(f"{statistics(moved, 'mean').size:,} batch-norm channels in {network.feature_dim}-feature network")
-print(bn_summary.round(3).to_string())
+show_table(bn_summary.round(3))
 
 variables = {**variables, "batch_stats": moved}
 features, _ = network.features(variables, data.x_train, train=False)
@@ -357,7 +357,7 @@ alt.hconcat(images_map, classes_map).resolve_scale(color="independent").properti
 result = nngp_inference(k_tt, k_vt, data.y_train, data.y_val)
 sweep = pd.DataFrame({"eps": result.eps, "validation accuracy": result.accuracy,
                       "leave-one-out accuracy": result.loo_accuracy})
-print(sweep.to_string(index=False, formatters={"eps": "{:.2e}".format}, float_format="{:.3f}".format))
+show_table(sweep, index=False, formatters={"eps": "{:.2e}".format}, float_format="{:.3f}".format)
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
@@ -447,7 +447,7 @@ widest = errors[errors["width"] == max(convergence_widths)]
 widest_slope = np.polyfit(np.log(widest["width x k"]), np.log(widest["relative error"]), 1)[0]
 
 # %%
-print(errors.pivot(index="width", columns="k", values="relative error").round(3).to_string())
+show_table(errors.pivot(index="width", columns="k", values="relative error").round(3))
 print(f"fitted log-log slope over all (width, k): {slope:.2f}; at width {max(convergence_widths)}: "
       f"{widest_slope:.2f}; Monte-Carlo rate: -0.5")
 
@@ -531,7 +531,7 @@ summary = spread.groupby("k").agg(
 # %%
 print("NNGP accuracy over disjoint ensembles of k networks (mean and standard deviation), and the")
 print("relative difference between the centered, trace-normalized K_tt of two ensembles (mean over pairs):")
-print(summary.round(3).to_string())
+show_table(summary.round(3))
 
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT

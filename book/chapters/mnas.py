@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import plotting, search
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.metrics import kendall_tau, pearson
 from nngp_lib.spaces import mnas
 from nngp_lib.spaces.mnas import study as mnas_study
@@ -142,6 +142,7 @@ show(
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 show(f"*Run:* {run.describe()}.")
+show(run.record_markdown())
 
 # %% [markdown]
 # The measures over the sample (accuracies as fractions, FLOPs per 32×32 image of the
@@ -149,7 +150,7 @@ show(f"*Run:* {run.describe()}.")
 
 # %%
 MEASURES = ["nngp_acc", "nngp_acc_loo", "short_acc", "reward", "truth_acc", "params", "flops"]
-print(table[MEASURES].describe().loc[["mean", "std", "min", "max"]].round(3).to_string())
+show_table(table[MEASURES].describe().loc[["mean", "std", "min", "max"]].round(3))
 
 # %% tags=["remove-input"]
 chance = 1 / used["nngp_labels"]
@@ -177,7 +178,7 @@ show(
 summary = mnas_study.selection_summary(
     table, list(SELECTORS), top_k=k, num_trials=num_random_trials, seed=seed
 ).rename(index={**SELECTORS, "random": f"{k} random networks"})
-print(summary[["best", "sem"]].round(3).to_string())
+show_table(summary[["best", "sem"]].round(3))
 
 # %% tags=["remove-input"]
 best_nngp, best_short, best_reward, best_random = summary["best"].to_numpy()
@@ -236,7 +237,7 @@ correlations = pd.DataFrame(
     [{"measure": a, "against": b, "kendall_tau": kendall_tau(table[a], table[b]),
       "pearson": pearson(table[a], table[b])} for a, b in pairs]  # fmt: skip
 ).set_index(["measure", "against"])
-print(correlations.round(3).to_string())
+show_table(correlations.round(3))
 
 # %% tags=["remove-input"]
 tau_reward = correlations.loc[("nngp_acc", "reward"), "kendall_tau"]
@@ -279,7 +280,7 @@ alt.Chart(table.assign(reward=table["reward"].round(4))).mark_circle(size=60).en
 # %% tags=["hide-input"]
 # NBVAL_IGNORE_OUTPUT
 seconds = table[["seconds_nngp", "seconds_short", "seconds_truth"]]
-print(seconds.describe().loc[["mean", "50%", "max"]].round(1).to_string())
+show_table(seconds.describe().loc[["mean", "50%", "max"]].round(1))
 show(
     f"""
     Median seconds per network: NNGP {seconds['seconds_nngp'].median():.1f}, the

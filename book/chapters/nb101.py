@@ -72,8 +72,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from nngp_lib import analysis, plotting, results, scoring
-from nngp_lib.book import nngp_sample_run, provenance_note, show
+from nngp_lib import analysis, plotting, scoring
+from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.spaces.nb101 import specs_from_table
 
@@ -148,6 +148,7 @@ show(
     )
 )
 show(run_note)
+show(run.record_markdown())
 show(
     f"""
     The run scored {n:,} architectures at {len(NNGP)} NNGP setting{"s" * (len(NNGP) > 1)}
@@ -171,9 +172,9 @@ show(
 # %%
 correlations = analysis.correlation_table(scores, truth, num_resamples=num_resamples, confidence=confidence, seed=seed)
 fig1 = info[["series", "pflops"]].join(correlations)
-print(pd.DataFrame({"PFLOPs": fig1["pflops"].map("{:.2e}".format),
+show_table(pd.DataFrame({"PFLOPs": fig1["pflops"].map("{:.2e}".format),
                     "Kendall's tau-b": with_interval(*(fig1[f"kendall_tau{s}"] for s in ("", "_low", "_high"))),
-                    "Pearson's r": with_interval(*(fig1[f"pearson{s}"] for s in ("", "_low", "_high")))}).to_string())
+                    "Pearson's r": with_interval(*(fig1[f"pearson{s}"] for s in ("", "_low", "_high")))}))
 
 # %% tags=["remove-input"]
 half_width = float(np.median(correlations["kendall_tau_high"] - correlations["kendall_tau_low"]) / 2)
@@ -239,9 +240,9 @@ for epochs, train_label in TRAIN.items():
                    "cost_ratio": info.loc[train_label, "pflops"] / info.loc[best, "pflops"], **comparison})
 claims = pd.DataFrame(claims, columns=["training", "nngp", "cost_ratio", "difference", "low", "high",
                                        "fraction_first_better"]).set_index("training")
-print(pd.DataFrame({"best NNGP setting": claims["nngp"], "times cheaper": claims["cost_ratio"].map("{:,.0f}".format),
+show_table(pd.DataFrame({"best NNGP setting": claims["nngp"], "times cheaper": claims["cost_ratio"].map("{:,.0f}".format),
                     "tau difference": with_interval(claims["difference"], claims["low"], claims["high"], "+.3f"),
-                    "share of resamples higher": claims["fraction_first_better"].round(3)}).to_string())
+                    "share of resamples higher": claims["fraction_first_better"].round(3)}))
 
 
 # %% tags=["remove-input"]
@@ -297,7 +298,7 @@ for best_label, loo_label, same in zip(NNGP, LOO, same_eps):
         "tau_difference_high": comparison["high"],
     })
 eps_table = pd.DataFrame(eps_rows).set_index("setting")
-print(eps_table.round(3).rename(columns=lambda c: c.replace("tau_difference", "diff").replace("mean_", "")).to_string())
+show_table(eps_table.round(3).rename(columns=lambda c: c.replace("tau_difference", "diff").replace("mean_", "")))
 
 # %% tags=["remove-input"]
 significant = eps_table[(eps_table["tau_difference_low"] > 0) | (eps_table["tau_difference_high"] < 0)]
@@ -352,7 +353,7 @@ quantile_thresholds = np.quantile(truth, [0.5, 0.8, 0.95])
 at_quantiles = analysis.pqetp_table(scores[pqetp_proxies], truth, quantile_thresholds, min_class_size=min_side)
 at_quantiles.index = [f"median ({quantile_thresholds[0]:.4f})", f"top 20% ({quantile_thresholds[1]:.4f})",
                       f"top 5% ({quantile_thresholds[2]:.4f})"]
-print(at_quantiles.T.round(3).to_string())
+show_table(at_quantiles.T.round(3))
 
 # %% tags=["remove-input"]
 if usable.empty:
@@ -392,7 +393,10 @@ ranges = pd.concat(
 )
 ranges["from_percentile"] = ranges["start"].map(percentile_of)
 ranges["to_percentile"] = ranges["end"].map(percentile_of)
-print(ranges.round(3).to_string(index=False) if len(ranges) else "NNGP never beats training on this grid")
+if len(ranges):
+    show_table(ranges.round(3), index=False)
+else:
+    show("NNGP never beats training on this grid.")
 
 # %% tags=["remove-input"]
 def range_sentence(baseline: str) -> str:
@@ -445,7 +449,7 @@ keep = min(top_k, max(1, subset // 10))
 discovered = analysis.discovered_performance_table(scores, truth, subset_size=subset, top_k=keep,
                                                    num_trials=num_trials, seed=seed)
 discovered = discovered.join(info[["series", "pflops"]])
-print(discovered[["mean", "sem", "pflops"]].round({"mean": 4, "sem": 4, "pflops": 5}).to_string())
+show_table(discovered[["mean", "sem", "pflops"]].round({"mean": 4, "sem": 4, "pflops": 5}))
 
 # %% tags=["remove-input"]
 best_nngp = discovered.loc[NNGP, "mean"].idxmax()
@@ -504,7 +508,7 @@ base = alt.Chart(points).encode(
 
 # %%
 summary = scores.agg(["mean", "median", "min", "max"]).T
-print(summary.round(4).to_string())
+show_table(summary.round(4))
 
 # %% tags=["remove-input"]
 floor = 0.8

@@ -43,7 +43,7 @@ import altair as alt
 import pandas as pd
 
 from nngp_lib import plotting
-from nngp_lib.book import provenance_note, show
+from nngp_lib.book import provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
 
@@ -86,7 +86,7 @@ show(
 # The distribution of the ground truth, rounded to four decimals:
 
 # %%
-print(truth.describe(percentiles=[0.05, 0.25, 0.5, 0.75, 0.95]).round(4).to_string())
+show_table(truth.describe(percentiles=[0.05, 0.25, 0.5, 0.75, 0.95]).round(4))
 
 # %% tags=["remove-input"]
 show(
@@ -121,7 +121,7 @@ proxies = {
     "trainable parameters": "trainable_parameters",
 }
 taus = pd.Series({name: kendall_tau(table[column], truth) for name, column in proxies.items()})
-print(taus.round(3).to_string())
+show_table(taus.round(3))
 
 # %% tags=["remove-input"]
 tau_4, tau_12, tau_36, tau_size = taus.to_numpy()

@@ -83,7 +83,7 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto finds no ipywidgets here
 
 from nngp_lib import analysis, metrics, plotting, proxies, results, scoring
-from nngp_lib.book import cached_or_computed, provenance_note, show
+from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 
 unknown = sorted(set(proxy_names) - set(proxies.ZERO_COST))
@@ -189,6 +189,8 @@ show(provenance_note(
 ))
 show("\n\n".join(f"*{what}:* {r.describe()}." for what, r in
                  (("NNGP", run), ("Zero-cost proxies", zero_cost_run), ("NTK", ntk_run))))
+for r in (run, zero_cost_run, ntk_run):
+    show(r.record_markdown())
 show(
     f"""
     {n:,} architectures carry every score: the NNGP run's architectures scored at all its
@@ -228,8 +230,8 @@ quality = pd.DataFrame({
     "discovered": discovered.loc[scores.columns, "mean"],
     "seconds": seconds,
 }).rename_axis("score")
-print(quality.drop(columns="family").round({"kendall_tau": 3, "tau_low": 3, "tau_high": 3, "spearman": 3,
-                                            "pqetp": 3, "discovered": 4, "seconds": 1}).to_string())
+show_table(quality.drop(columns="family").round({"kendall_tau": 3, "tau_low": 3, "tau_high": 3, "spearman": 3,
+                                            "pqetp": 3, "discovered": 4, "seconds": 1}))
 
 # %% tags=["remove-input"]
 half_width = float(np.median(quality["tau_high"] - quality["tau_low"]) / 2)
@@ -305,7 +307,7 @@ ntk_table = pd.DataFrame({
     "seconds": pd.Series({"NTK": ntk_seconds.get("NTK"), "NNGP, same network and images": ntk_seconds.get("NNGP"),
                           **seconds[NNGP].to_dict()}),
 }).rename_axis("score")
-print(ntk_table.round({"mean accuracy": 3, "kendall_tau": 3, "seconds": 1}).to_string())
+show_table(ntk_table.round({"mean accuracy": 3, "kendall_tau": 3, "seconds": 1}))
 
 # %% tags=["remove-input"]
 n_ntk = len(ntk_hashes)
@@ -351,7 +353,7 @@ held_out = proxies.held_out_comparison(scores[[*NNGP, *ZERO]], truth, combinatio
                                        test_fraction=test_fraction, top_fraction=top_fraction, seed=seed)
 summary = held_out.groupby("score")[["kendall_tau", "spearman", "pqetp"]].agg(["mean", "std"])
 summary = summary.sort_values(("kendall_tau", "mean"), ascending=False)
-print(summary.round(3).to_string())
+show_table(summary.round(3))
 
 # %% tags=["remove-input"]
 by_split = held_out.pivot(index="split", columns="score", values="kendall_tau")
