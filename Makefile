@@ -43,7 +43,7 @@ test: unit
 # python (the kernel "python3" of the venv's jupyter, i.e. this interpreter), into the
 # git-ignored book/executed/; jupyter-book then only renders (execution is off in
 # _config.yml). A chapter runs again only when it, the library or results/ changed.
-CHAPTERS     := $(shell sed -n 's|^ *- *file: *book/executed/\([A-Za-z0-9_-]*\) *$$|\1|p' _toc.yml)
+CHAPTERS     := $(shell sed -n 's,^\( *- *file\|root\): *book/executed/\([A-Za-z0-9_-]*\) *$$,\2,p' _toc.yml)
 EXECUTED     := $(CHAPTERS:%=book/executed/%.ipynb)
 LIB_SOURCES  := $(shell find nngp_lib -name '*.py' -not -path '*/__pycache__/*')
 RESULT_FILES := $(wildcard results/*)

@@ -54,17 +54,17 @@ def format_number(value: Any) -> str:
     return format(value, ",.6g")
 
 
-def show_table(frame, *, index: bool = True, float_format=None, formatters=None) -> None:
+def show_table(frame, *, index: bool = True, float_format=None, formatters=None, escape: bool = True) -> None:
     """Display a DataFrame (or Series) as an HTML table, numbers formatted by
     :func:`format_number` unless ``float_format`` or per-column ``formatters`` say otherwise
-    (the arguments of :meth:`pandas.DataFrame.to_html`)."""
+    (the arguments of :meth:`pandas.DataFrame.to_html`); ``escape=False`` keeps HTML in cells (links)."""
     import pandas as pd
     from IPython.display import HTML, display  # notebooks only
 
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     html = frame.to_html(index=index, float_format=float_format or format_number, formatters=formatters,
-                         na_rep="–", border=0, classes="dataframe nngp-table")
+                         na_rep="–", border=0, classes="dataframe nngp-table", escape=escape)
     display(HTML(html))
 
 

@@ -179,6 +179,18 @@ def read_runs(widths_: Sequence[float] | None = None, results_dir: str | os.Path
     return pd.concat(tables, ignore_index=True), provenances
 
 
+def flops_by_width(proxy_scores, table, widths_: Sequence[float]) -> dict[float, float]:
+    """Mean forward FLOPs per image of the architectures of ``proxy_scores`` (an
+    :class:`nngp_lib.analysis.ProxyScores`) at full width and at each of ``widths_``, the
+    ``flops_by_width`` that :func:`summary` and :func:`claim_tests` take. ``table`` is the
+    NB101 table (the cells of the hashes)."""
+    from nngp_lib import analysis
+    from nngp_lib.spaces.nb101 import specs_from_table
+
+    specs = specs_from_table(table.set_index("hash").loc[proxy_scores.truth.index].reset_index())
+    return analysis.mean_network_flops(specs, sorted({1.0, *(float(w) for w in widths_)}))
+
+
 def summary(
     proxy_scores,
     flops_by_width: dict[float, float],

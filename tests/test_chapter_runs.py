@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
+
+from nngp_lib import results
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERMILL = str(Path(sys.executable).with_name("papermill"))
@@ -50,7 +51,7 @@ def test_the_literal_command_from_the_root_scores_k8_into_a_named_result(results
     done = _papermill(REPO, results_copy, "book/chapters/nb101.py", str(out), "-p", "ensemble", "8",
                       "-p", "n_train", "10", "-p", "n_val", "10", *TINY)
     assert done.returncode == 0, done.stderr[-3000:]
-    scored = pd.read_csv(results_copy / f"{NEW_RESULT}.csv")
+    scored = results.read(NEW_RESULT, results_copy).table
     assert set(scored["ensemble"]) == {8} and scored["hash"].nunique() == 4
     text = _markdown_outputs(out)
     assert f"holds no k=8, n=10, m=10, width 0.5, so this page scored the new result `{NEW_RESULT}`" in text

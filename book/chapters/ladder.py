@@ -61,7 +61,6 @@ from IPython.display import display
 from nngp_lib import analysis, ladder, plotting, results
 from nngp_lib.book import provenance_note, show
 from nngp_lib.data import nb101_table
-from nngp_lib.spaces.nb101 import specs_from_table
 
 if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -94,8 +93,7 @@ def proxies_of(frame: pd.DataFrame, values=ladder.VALUES, epochs=(4, 12, 36)) ->
 
 
 def flops_of(proxy_scores: analysis.ProxyScores) -> dict[float, float]:
-    specs = specs_from_table(by_hash.loc[proxy_scores.truth.index].reset_index())
-    return analysis.mean_network_flops(specs, sorted({1.0, *present}))
+    return ladder.flops_by_width(proxy_scores, table, present)
 
 
 def with_interval(frame: pd.DataFrame, statistic: str = "kendall_tau") -> pd.Series:
