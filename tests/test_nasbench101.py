@@ -306,3 +306,18 @@ def test_sampling_is_seeded_and_uniform_over_cells(space):
     observed = np.bincount(groups[positions], minlength=8)[5:]
     assert scipy.stats.chisquare(observed, expected).pvalue > 1e-3
     assert {op for spec in samples for op in spec.ops[1:-1]} == set(AVAILABLE_OPS)
+
+
+@pytest.mark.slow
+def test_permutation_samples_are_nested_and_reach_cells_outside_the_table(space, data_dir):
+    from nngp_lib.spaces.nb101 import load_table, permutation_sample
+
+    first, more = permutation_sample(50, seed=0), permutation_sample(200, seed=0)
+    assert more[:50] == first and len({spec.hash() for spec in more}) == 200
+    assert permutation_sample(50, seed=1) != first
+    in_table = set(load_table()["hash"])
+    outside = [spec for spec in more if spec.hash() not in in_table]
+    # the table holds 30,001 of 423,624 cells, so most of a uniform draw lies outside it
+    assert len(outside) > 150
+    with pytest.raises(ValueError, match="cannot sample"):
+        permutation_sample(SPACE_SIZE + 1)
