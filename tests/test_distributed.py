@@ -10,6 +10,7 @@ run resumed. Then the run's guards: the lock, a corrupt part, a part of other se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -152,7 +153,16 @@ def test_an_interrupted_workers_run_resumes(reference, tmp_path):
     out = tmp_path / "tiny"
     run = _cli(out, "--workers", "2", "--chunk-size", "2")
     _wait_for_parts(out, 1, run)
+    # Hold the workers so that no further chunk can finish (tiny chunks could otherwise
+    # complete the run before the interrupt lands on a busy machine), interrupt, release.
+    workers = _local_workers(run)
+    for worker in workers:
+        worker.suspend()
     run.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.resume()
     run.communicate(timeout=TIMEOUT)
     assert run.returncode != 0
     assert not (out / results.LOCK_FILE).exists()  # cleared on the way out
