@@ -64,7 +64,7 @@ def show_table(frame, *, index: bool = True, float_format=None, formatters=None,
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     html = frame.to_html(index=index, float_format=float_format or format_number, formatters=formatters,
-                         na_rep="–", border=0, classes="dataframe nngp-table", escape=escape)
+                         na_rep="–", border=0, classes="nngp-table", escape=escape)
     display(HTML(html))
 
 

@@ -135,19 +135,30 @@ show("\n".join(lines))
 # One row per score: Kendall's tau-b against the 108-epoch truth with its 95 %
 # percentile bootstrap interval (architectures resampled), the cost of one score by the
 # paper's FLOP model (narrower networks counted as computed) or, for the zero-cost
-# proxies, the measured median seconds per architecture, and the run and chapter it
-# comes from. The cheap estimates' tau is against the full-width NNGP score, not the truth.
+# proxies, the measured median seconds per architecture, and the chapter that analyses
+# it; the runs are named below the table. The cheap estimates' tau is against the full-width NNGP score, not the truth.
 
 # %% tags=["remove-input"]
 CHAPTER_TITLES = {"nb101": "NAS-Bench-101", "ladder": "The ladder", "proxies": "Proxies",
                   "cost_model": "Cost model"}
-shown = key.assign(
-    **{"Kendall tau [95 % interval]": [tau(row) for _, row in key.iterrows()],
-       "PFLOPs per score": [pflops(v) if not np.isnan(v) else "–" for v in key["PFLOPs"]],
-       "seconds per architecture": [f"{v:.3g}" if not np.isnan(v) else "–" for v in key["seconds"]],
-       "chapter": [f'<a href="{c}.html">{CHAPTER_TITLES[c]}</a>' for c in key["chapter"]]})
-show_table(shown[["finding", "score", "architectures", "Kendall tau [95 % interval]", "PFLOPs per score",
-                  "seconds per architecture", "run", "chapter"]], index=False, escape=False)
+
+
+def cost(row) -> str:
+    if not np.isnan(row["PFLOPs"]):
+        return f"{pflops(row['PFLOPs'])} PFLOPs"
+    if not np.isnan(row["seconds"]):
+        return f"{row['seconds']:.3g} s measured"
+    return "–"
+
+
+shown = key.assign(**{
+    "Kendall tau [95 % interval]": [tau(row) for _, row in key.iterrows()],
+    "cost per score": [cost(row) for _, row in key.iterrows()],
+    "chapter": [f'<a href="{c}.html">{CHAPTER_TITLES[c]}</a>' for c in key["chapter"]],
+}).set_index(["finding", "score"])
+show_table(shown[["architectures", "Kendall tau [95 % interval]", "cost per score", "chapter"]], escape=False)
+show("*Runs:* " + "; ".join(f"{finding}: {', '.join(f'`{name}`' for name in names.split(', '))}"
+                            for finding, names in key.groupby("finding", sort=False)["run"].first().items()) + ".")
 
 # %% [markdown]
 # ## Ranking against cost

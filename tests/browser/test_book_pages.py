@@ -157,3 +157,35 @@ def test_every_chart_output_has_the_offline_html():
                 f"{path.name}: a chart without the offline HTML; call "
                 "nngp_lib.plotting.enable_offline_renderer() before the first chart"
             )
+
+
+def test_the_landing_page_is_the_findings_with_linked_tables():
+    index = HTML_ROOT / "index.html"
+    if not index.is_file():
+        _unavailable(f"no built book in {HTML_ROOT}: run `make book` first")
+    assert "book/executed/findings.html" in index.read_text(encoding="utf-8")
+    page = HTML_ROOT / "book" / "executed" / "findings.html"
+    dom = _render(page)
+    (table,) = dom.select("table.nngp-table")
+    rows = table.select("tbody tr")
+    assert len(rows) >= 5
+    links = {a["href"] for a in table.select("a[href]")}
+    assert links and all((page.parent / link).is_file() for link in links), links
+    assert len(dom.select(f"div.{CHART_CLASS} svg.marks")) == 1
+
+
+def test_tables_render_as_html_tables():
+    """Every table a chapter displays (nngp_lib.book.show_table) is an HTML table on its page."""
+    notebooks = sorted(EXECUTED.glob("*.ipynb"))
+    if not notebooks:
+        _unavailable(f"no executed chapters in {EXECUTED}: run `make book` first")
+    shown = 0
+    for path in notebooks:
+        tables = sum(output.get("data", {}).get("text/html", "").count('class="dataframe nngp-table"')
+                     for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+        page = HTML_ROOT / "book" / "executed" / path.with_suffix(".html").name
+        on_page = len(BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").select("table.nngp-table"))
+        assert on_page == tables, f"{path.name}: {tables} tables in the notebook, {on_page} on its page"
+        shown += tables
+    assert shown >= 20
