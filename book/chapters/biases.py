@@ -62,8 +62,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from nngp_lib import analysis, plotting, scoring, search
-from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
+from nngp_lib import analysis, plotting, search
+from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
 
@@ -81,17 +81,10 @@ plotting.enable_offline_renderer()
 table = nb101_table.load_table()
 
 
-def compute(results_dir):
-    """Score the chapter's default small sample (a fallback when no cached run exists)."""
-    return scoring.score_sample(
-        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
-        results_dir=results_dir,
-        command=f"book/chapters/biases.py (num_architectures={num_architectures}, ensembles={ensembles}, "
-        f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
-    )
-
-
-run, cached = cached_or_computed(result_name, compute, recompute=recompute)
+# The cached run when it holds the settings asked for; else those settings scored on
+# num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
+run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
+                                n_vals=n_vals, seed=seed, recompute=recompute, chapter="biases")
 proxies = analysis.proxy_scores(run.table, table, values=(score_column,))
 nngp = list(proxies.proxies.index[proxies.proxies["kind"] == analysis.NNGP])
 # the chapter's charts show the most informative setting: largest n, then k, then m
@@ -110,9 +103,8 @@ def noise_caveat(n: int) -> str:
 
 
 # %% tags=["remove-input"]
-show(provenance_note(num_scored, f"the NNGP result `{result_name}`", {"score_column": score_column}))
-scratch_note = "" if cached else " (computed for this page at the default small scale, not the committed run)"
-show(f"*NNGP run{scratch_note}:* {run.describe()}.")
+show(provenance_note(num_scored, f"the NNGP result `{run.path.stem}`", {"score_column": score_column}))
+show(run_note)
 show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(

@@ -83,7 +83,7 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto finds no ipywidgets here
 
 from nngp_lib import analysis, metrics, plotting, proxies, results, scoring
-from nngp_lib.book import cached_or_computed, provenance_note, show, show_table
+from nngp_lib.book import cached_or_computed, nngp_sample_run, provenance_note, show, show_table
 from nngp_lib.data import nb101_table
 
 unknown = sorted(set(proxy_names) - set(proxies.ZERO_COST))
@@ -96,15 +96,6 @@ plotting.enable_offline_renderer()
 table = nb101_table.load_table()
 TRUTH = analysis.TRUTH_COLUMN
 
-
-
-def compute_nngp(results_dir) -> results.Results:
-    return scoring.score_sample(
-        result_name, num_architectures, ensembles=ensembles, n_trains=n_trains, n_vals=n_vals, seed=seed,
-        results_dir=results_dir,
-        command=f"book/chapters/proxies.py (num_architectures={num_architectures}, ensembles={ensembles}, "
-        f"n_trains={n_trains}, n_vals={n_vals}, seed={seed})",
-    )
 
 
 def proxies_of_run(name: str, names: list[str], limit: int, options: dict):
@@ -121,7 +112,10 @@ def proxies_of_run(name: str, names: list[str], limit: int, options: dict):
 
 # Each result is the committed full-scale run when there is one, else computed here at
 # the small default scale into a scratch folder (never into results/).
-run, _ = cached_or_computed(result_name, compute_nngp, recompute=recompute)
+# The NNGP run: the cached one when it holds the settings asked for, else those settings
+# scored on num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
+run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
+                                n_vals=n_vals, seed=seed, recompute=recompute, chapter="proxies")
 zero_cost_run, _ = cached_or_computed(proxies_result, proxies_of_run(
     proxies_result, proxy_names, num_architectures,
     {p: o for p, o in {"naswot": {"batch_size": naswot_batch, "stem_channels": proxy_stem_channels},
@@ -183,12 +177,12 @@ def noise_caveat(count: int, width: float) -> str:
 
 # %% tags=["remove-input"]
 show(provenance_note(
-    n, f"the results `{result_name}` (NNGP), `{proxies_result}` (zero-cost proxies) and `{ntk_result}` (NTK)",
+    n, f"the results `{run.path.stem}` (NNGP), `{proxies_result}` (zero-cost proxies) and `{ntk_result}` (NTK)",
     {"seed": seed, "num_resamples": num_resamples, "top_fraction": top_fraction, "num_splits": num_splits,
      "test_fraction": test_fraction, "subset_size": subset_size, "top_k": top_k, "num_trials": num_trials},
 ))
-show("\n\n".join(f"*{what}:* {r.describe()}." for what, r in
-                 (("NNGP", run), ("Zero-cost proxies", zero_cost_run), ("NTK", ntk_run))))
+show(run_note + "\n\n" + "\n\n".join(f"*{what}:* {r.describe()}." for what, r in
+                                     (("Zero-cost proxies", zero_cost_run), ("NTK", ntk_run))))
 for r in (run, zero_cost_run, ntk_run):
     show(r.record_markdown())
 show(
