@@ -628,7 +628,7 @@ def score_result_architectures(
 
     if isinstance(source, str):
         source = results_io.read(source, results_dir)
-    source_name = source.path.stem
+    source_name = source.name
     hashes = pd.unique(source.table["hash"])
     if limit is not None:
         if not 0 < limit:

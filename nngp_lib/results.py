@@ -43,13 +43,19 @@ class Results:
     provenance: dict[str, Any]
     path: Path
 
+    @property
+    def name(self) -> str:
+        """The result's name: its folder's name, or its CSV's without ``.csv`` (``Path.stem``
+        would cut a folder name such as ``...-w0.5-s0`` at its dot)."""
+        return self.path.name if self.path.suffix != ".csv" else self.path.name[: -len(".csv")]
+
     def describe(self) -> str:
         """One sentence naming the run: what, how much, when, where (:func:`describe`)."""
         return describe(self.provenance)
 
     def record_markdown(self) -> str:
         """The full provenance record, collapsed (:func:`record_markdown`)."""
-        return record_markdown(self.provenance, f"The full provenance record of `{self.path.stem}`")
+        return record_markdown(self.provenance, f"The full provenance record of `{self.name}`")
 
 
 def paths(name: str, results_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:

@@ -89,3 +89,15 @@ def test_open_run_upgrades_an_older_result_before_comparing(tmp_path):
     table, provenance = results.open_run("old", {"k": 1, "n": 100}, ["hash", "n"], description="d",
                                          results_dir=tmp_path, upgrade=upgrade)
     assert table["n"].tolist() == [100] and provenance["settings"] == {"k": 1, "n": 100}
+
+
+def test_a_run_folder_named_with_a_dot_keeps_its_whole_name(tmp_path):
+    name = "nb101_nngp_k1-a4-k8-n10-m10-w0.5-s0"
+    record = {**results.new_provenance("test run", {"ensemble": 8}, command="pytest"),
+              "columns": ["hash", "nngp_acc"], "key_columns": ["hash"]}
+    results.write_part(name, pd.DataFrame({"hash": ["a" * 32], "nngp_acc": [0.5]}), record, tmp_path)
+    results.write_provenance(name, record, tmp_path, rows=1)
+    back = results.read(name, tmp_path)
+    assert back.name == name and f"`{name}`" in back.record_markdown()
+    results.write("w0.5-csv", pd.DataFrame({"hash": ["b" * 32]}), record, results_dir=tmp_path)
+    assert results.read("w0.5-csv", tmp_path).name == "w0.5-csv"

@@ -106,7 +106,7 @@ def noise_caveat(n: int) -> str:
 
 
 # %% tags=["remove-input"]
-show(provenance_note(num_scored, f"the NNGP result `{run.path.stem}`", {
+show(provenance_note(num_scored, f"the NNGP result `{run.name}`", {
     "score_column": score_column, "screen_setting": screen_setting, "fractions": fractions,
     "space_fraction": space_fraction, "num_trials": num_trials, "top_k": top_k, "seed": seed,
 }))

@@ -103,7 +103,7 @@ def noise_caveat(n: int) -> str:
 
 
 # %% tags=["remove-input"]
-show(provenance_note(num_scored, f"the NNGP result `{run.path.stem}`", {"score_column": score_column}))
+show(provenance_note(num_scored, f"the NNGP result `{run.name}`", {"score_column": score_column}))
 show(run_note)
 show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())

@@ -137,7 +137,7 @@ def listing(labels) -> str:
 show(
     provenance_note(
         n,
-        f"the result `{run.path.stem}` (NNGP) and the NB101 table (training, truth)",
+        f"the result `{run.name}` (NNGP) and the NB101 table (training, truth)",
         {
             "ensembles": sorted(run_settings["ensemble"].unique().tolist()),
             "n_trains": sorted(run_settings["n_train"].unique().tolist()),

@@ -177,7 +177,7 @@ def noise_caveat(count: int, width: float) -> str:
 
 # %% tags=["remove-input"]
 show(provenance_note(
-    n, f"the results `{run.path.stem}` (NNGP), `{proxies_result}` (zero-cost proxies) and `{ntk_result}` (NTK)",
+    n, f"the results `{run.name}` (NNGP), `{proxies_result}` (zero-cost proxies) and `{ntk_result}` (NTK)",
     {"seed": seed, "num_resamples": num_resamples, "top_fraction": top_fraction, "num_splits": num_splits,
      "test_fraction": test_fraction, "subset_size": subset_size, "top_k": top_k, "num_trials": num_trials},
 ))
