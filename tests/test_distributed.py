@@ -48,7 +48,7 @@ def _wait_for_parts(folder: Path, count: int, process: subprocess.Popen) -> None
     while len(list(folder.glob("part-*.parquet"))) < count:
         assert process.poll() is None, f"the run ended before {count} parts: {process.communicate()}"
         assert time.monotonic() < deadline, f"no {count} parts in {folder} after {TIMEOUT} s"
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -151,10 +151,12 @@ def test_the_embedded_local_cluster_survives_a_killed_worker(reference, tmp_path
 
 def test_an_interrupted_workers_run_resumes(reference, tmp_path):
     out = tmp_path / "tiny"
-    run = _cli(out, "--workers", "2", "--chunk-size", "2")
+    # One worker and one architecture per chunk: 19 chunks still to go when the first part
+    # lands, so the interrupt cannot arrive after the run finished (with two workers and
+    # chunks of two the rest finished within the test's polling interval in CI).
+    run = _cli(out, "--workers", "1", "--chunk-size", "1")
     _wait_for_parts(out, 1, run)
-    # Hold the workers so that no further chunk can finish (tiny chunks could otherwise
-    # complete the run before the interrupt lands on a busy machine), interrupt, release.
+    # Hold the worker so that no further chunk can finish, interrupt, release.
     workers = _local_workers(run)
     for worker in workers:
         worker.suspend()
