@@ -87,7 +87,7 @@ def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--gpus", nargs="+", default=None, metavar="GPU",
                        help="start one single-threaded worker per GPU, each with its CUDA_VISIBLE_DEVICES")
     parser.add_argument("--chunk-size", type=int, default=None,
-                        help="architectures per task and per Parquet part (default 5)")
+                        help="architectures per task and per Parquet part (default: 5 for score-table, 1 for ladder)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,6 +185,11 @@ def _hashes_to_specs(hashes: list[str], data_dir):
     return [nb101.ModelSpec.from_json(a, o) for a, o in zip(rows["adjacency"], rows["ops"])]
 
 
+def default_chapter_output(name: str) -> Path:
+    """Where ``nngp-nas chapter NAME`` writes the executed notebook without ``-o``."""
+    return Path("artifacts") / "chapters" / f"{name}.ipynb"
+
+
 def run_chapter(name: str, parameters: dict, output: Path | None = None) -> Path:
     """Execute ``book/chapters/<name>.py`` with papermill into ``output`` (default
     ``artifacts/chapters/<name>.ipynb``); the chapter checks ``parameters`` itself."""
@@ -193,7 +198,7 @@ def run_chapter(name: str, parameters: dict, output: Path | None = None) -> Path
     source = chapters_dir() / f"{name}.py"
     if not source.is_file():
         raise ValueError(f"no chapter {name!r}: choose one of {', '.join(chapter_names())}")
-    output = Path(output) if output is not None else Path("artifacts") / "chapters" / f"{name}.ipynb"
+    output = Path(output) if output is not None else default_chapter_output(name)
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
                                progress_bar=True)
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = scoring.score_many(specs, settings, args.out, results_dir=args.results_dir,
                                             data_dir=args.data_dir, resume=not args.no_resume, backend=args.backend,
                                             client=client, chunk_size=args.chunk_size,
-                                            command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+                                            command="nngp-nas " + " ".join(argv))
             print(f"wrote {len(result.table)} rows to {result.path}")
         elif args.command == "ladder":
             from nngp_lib import cluster, ladder
@@ -253,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = ladder.run(args.width, num_architectures=args.num_architectures,
                                     results_dir=args.results_dir, data_dir=args.data_dir, backend=args.backend,
                                     client=client, chunk_size=args.chunk_size,
-                                    command="nngp-nas " + " ".join(argv if argv is not None else sys.argv[1:]))
+                                    command="nngp-nas " + " ".join(argv))
             print(f"wrote {len(result.table)} rows to {result.path}")
         elif args.command == "chapter":
             import papermill
@@ -264,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 output = run_chapter(args.name, parameters, args.output)
             except papermill.PapermillExecutionError as err:
                 print(f"nngp-nas chapter {args.name}: {err.ename}: {err.evalue} (the notebook so far: "
-                      f"{args.output or 'artifacts/chapters/' + args.name + '.ipynb'})", file=sys.stderr)
+                      f"{args.output or default_chapter_output(args.name)})", file=sys.stderr)
                 return 1
             print(f"wrote {output}")
         elif args.command == "convert-tfrecord":

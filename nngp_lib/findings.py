@@ -42,20 +42,18 @@ def _correlations(scores: pd.DataFrame, truth: pd.Series, num_resamples: int, se
 def _row(finding: str, score: str, count: int, tau: pd.Series, *, pflops=np.nan, seconds=np.nan, run: str,
          chapter: str) -> dict:
     return {"finding": finding, "score": score, "architectures": int(count), "kendall_tau": tau["kendall_tau"],
-            "kendall_tau_low": tau.get("kendall_tau_low", np.nan), "kendall_tau_high": tau.get("kendall_tau_high",
-                                                                                           np.nan),
+            "kendall_tau_low": tau.get("kendall_tau_low", np.nan),
+            "kendall_tau_high": tau.get("kendall_tau_high", np.nan),
             "PFLOPs": float(pflops), "seconds": float(seconds), "run": run, "chapter": chapter}
 
 
 def _nngp_against_training(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
-    from nngp_lib import analysis, results
-    from nngp_lib.spaces.nb101 import specs_from_table
+    from nngp_lib import analysis, ladder, results
 
     run = results.read(NNGP_RUN, results_dir)
     proxy_scores = analysis.proxy_scores(run.table, table, epochs=EPOCHS)
-    specs = specs_from_table(table.set_index("hash").loc[proxy_scores.truth.index].reset_index())
-    widths = sorted({1.0, *proxy_scores.proxies["width_multiplier"].dropna().astype(float)})
-    costs = analysis.proxy_costs(proxy_scores.proxies, analysis.mean_network_flops(specs, widths))
+    widths = proxy_scores.proxies["width_multiplier"].dropna()
+    costs = analysis.proxy_costs(proxy_scores.proxies, ladder.flops_by_width(proxy_scores, table, widths))
     taus = _correlations(proxy_scores.scores, proxy_scores.truth, num_resamples, seed)
     return [_row("NNGP against training", label, len(proxy_scores.truth), taus.loc[label], pflops=costs[label],
                  run=NNGP_RUN, chapter="nb101") for label in proxy_scores.scores.columns]
@@ -91,7 +89,8 @@ def _zero_cost(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) 
             for i, p in enumerate(picked)]
 
 
-def _cheap_estimates(results_dir) -> list[dict]:
+def _cheap_estimates(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
+    """Rank agreement with the full-width run; the truth, resamples and seed are not used."""
     from nngp_lib import results, scoring
     from nngp_lib.metrics import kendall_tau
 
@@ -117,7 +116,7 @@ SOURCES = {
     "NNGP against training": ([NNGP_RUN], _nngp_against_training),
     "the ladder": (["nb101_ladder_w025"], _ladder),
     "zero-cost proxies": ([PROXIES_RUN], _zero_cost),
-    "cheap estimates": (list(CHEAP_RUNS), None),
+    "cheap estimates": (list(CHEAP_RUNS), _cheap_estimates),
 }
 
 
@@ -156,11 +155,7 @@ def key_results(
         raise ValueError(f"unknown findings {unknown}; choose from {list(SOURCES)}")
     rows: list[dict] = []
     for finding in wanted:
-        if missing[finding]:
-            continue
-        if finding == "cheap estimates":
-            rows += _cheap_estimates(results_dir)
-        else:
+        if not missing[finding]:
             rows += SOURCES[finding][1](table, num_resamples, seed, results_dir)
     key = pd.DataFrame(rows, columns=COLUMNS)
     key["score"] = key["score"].str.replace("width_multiplier=", "width=")  # a setting varied in a run

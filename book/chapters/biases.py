@@ -34,10 +34,10 @@
 # architectures.
 
 # %% tags=["parameters"]
-result_name: str = "nb101_nngp_k1"  # cached NNGP result (results/<name>.csv); if absent, a small sample is scored in scratch
+result_name: str = "nb101_nngp_k1"  # cached NNGP result (nngp_lib.results), used when it holds the settings below; if absent, a small sample is scored in scratch
 recompute: bool = False  # True: score (or resume) `result_name` into results/ with the settings below
 num_architectures: int = 10  # architectures scored when computing: random rows of the NB101 table (10..30001)
-ensembles: list[int] = [1]  # ensemble sizes k when computing (each at least 1)
+ensembles: list[int] = [1]  # ensemble sizes k (each at least 1); settings the cached run lacks are scored on num_architectures
 n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
 n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
 seed: int = 0  # seed of the architecture sample and of the network initializations
