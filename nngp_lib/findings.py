@@ -9,7 +9,8 @@ Rows of :func:`key_results` (one per score):
 
 * ``NNGP against training``: the book's 1,000-architecture run (``nb101_nngp_k1``) at
   each of its settings, with 4- and 12-epoch training on the same architectures;
-* ``the ladder``: on the architectures every ladder width scored, the NNGP settings on
+* ``the ladder``: on the architectures every ladder width scored (at the settings planned
+  on the shared prefix, :data:`nngp_lib.ladder.SHARED`), the NNGP settings on
   the frontier of tau against FLOPs spent, with 4- and 12-epoch training beside them;
 * ``zero-cost proxies``: the best training-free proxy and the parameter count;
 * ``cheap estimates``: how well each reduced-width NNGP run ranks like the full-width one.
@@ -63,7 +64,7 @@ def _ladder(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> 
     from nngp_lib import analysis, ladder
 
     rows, provenances = ladder.read_runs(results_dir=results_dir)
-    proxy_scores = analysis.proxy_scores(rows, table, epochs=EPOCHS)
+    proxy_scores = analysis.proxy_scores(ladder.covering(rows, ladder.SHARED), table, epochs=EPOCHS)
     summary = ladder.summary(proxy_scores, ladder.flops_by_width(proxy_scores, table, sorted(provenances)),
                              num_resamples=num_resamples, seed=seed)
     keep = summary[(summary["kind"] == analysis.TRAINING) | summary["frontier"]]

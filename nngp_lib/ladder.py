@@ -5,11 +5,14 @@ width is one result, ``nb101_ladder_w025`` and so on, over a prefix of the book'
 sample (``--sample 1000 --sample-seed 0``). Within a width every setting is a nested
 subset of the largest images (class-balanced, see :func:`nngp_lib.scoring.score_spec`)
 and network i of the ensemble is the same whatever k, so one set of features serves
-every smaller setting: the cost of a width is that of its largest k = 1 setting plus
-the extra networks on the images of the largest k > 1 settings.
+every smaller setting: the cost of an architecture is that of its largest k = 1 setting
+plus the extra networks on the images of its largest k > 1 setting.
 
-Every setting of the plan keeps n + m within the exact CIFAR-10 batches (5,170
-training images), so no setting reads the JPEG set.
+The plan is in tiers: each group of settings covers a prefix of the sample, the cheap
+ones all of it and the dear ones the first architectures, so that every width and the
+dear settings meet on shared architectures (the first 300, and the first 50 for the
+dearest full-width settings). Every setting keeps n + m within the exact CIFAR-10
+batches (5,170 training images), so no setting reads the JPEG set.
 """
 
 from __future__ import annotations
@@ -23,14 +26,22 @@ from nngp_lib.scoring import Setting
 SAMPLE_SEED = 0
 N_VALS = (100, 500)  # m = 100 matches the earlier runs; m = 500 for a standard error near 2 points
 
-# width -> ((k, n_trains), ...): larger n at k = 1, larger k at moderate n.
-PLAN: dict[float, tuple[tuple[int, tuple[int, ...]], ...]] = {
-    0.25: ((1, (100, 300, 1000, 3000)), (2, (100, 300, 1000)), (4, (100, 300, 1000))),
-    0.5: ((1, (100, 300, 1000, 3000)), (2, (100, 300, 1000))),
-    1.0: ((1, (100, 300, 1000, 3000)), (2, (100, 300))),  # k = 1, n = 3000: two decades above n = 100
+# width -> ((k, n_trains, architectures), ...): each group of settings on the first
+# `architectures` of the sample. Larger n at k = 1, larger k at moderate n. The first
+# plan put every group on every architecture of its width; measured at 45-70 s (quarter),
+# 175 s (half) and 600 s (full width) per architecture on this 2-core machine that was
+# about 150 CPU-hours, so the groups that rank no better than a cheaper one (k = 4 next
+# to k = 2; n = 3,000 next to n = 1,000 at half width) moved to the shared prefixes.
+PLAN: dict[float, tuple[tuple[int, tuple[int, ...], int], ...]] = {
+    0.25: ((1, (100, 300, 1000, 3000), 1000), (2, (100, 300, 1000), 1000), (4, (100, 300, 1000), 300)),
+    0.5: ((1, (100, 300, 1000, 3000), 300), (2, (100, 300, 1000), 300)),
+    # k = 1, n = 3000 at full width: two decades above n = 100 in FLOPs actually spent.
+    1.0: ((1, (100, 300, 1000), 300), (1, (3000,), 50), (2, (100, 300), 50)),
 }
-# architectures of the seeded sample per width: full width on a prefix of the others.
-ARCHITECTURES: dict[float, int] = {0.25: 1000, 0.5: 1000, 1.0: 300}
+SHARED = 300
+"""Architectures every width covers (the first of the sample): the comparisons across widths."""
+FIRST_PLAN_ARCHITECTURES: dict[float, int] = {0.25: 1000, 0.5: 1000, 1.0: 300}
+"""Architectures the first plan ran every setting of a width on (what the tiers replaced)."""
 
 
 def widths() -> tuple[float, ...]:
@@ -49,27 +60,54 @@ def run_name(width: float) -> str:
     return f"nb101_ladder_w{round(100 * _checked(width)):03d}"
 
 
+def coverage(width: float, *, seed: int = SAMPLE_SEED) -> dict[Setting, int]:
+    """Every setting the ladder scores at ``width``, smallest first, with the number of
+    first architectures of the sample it is scored on."""
+    width = _checked(width)
+    return {
+        Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed, width_multiplier=width): count
+        for k, n_trains, count in PLAN[width]
+        for n, m in itertools.product(n_trains, N_VALS)
+    }
+
+
 def settings(width: float, *, seed: int = SAMPLE_SEED) -> list[Setting]:
     """Every setting the ladder scores at ``width``, smallest first."""
-    width = _checked(width)
-    return [
-        Setting(ensemble=k, n_train=n, n_val=m, seed=seed, data_seed=seed, width_multiplier=width)
-        for k, n_trains in PLAN[width]
-        for n, m in itertools.product(n_trains, N_VALS)
-    ]
+    return list(coverage(width, seed=seed))
 
 
-def images_per_architecture(width: float) -> int:
-    """Images the networks of one architecture process at ``width`` (batch-norm passes excluded).
+def architectures(width: float) -> int:
+    """Architectures of the sample the ladder scores at ``width`` (its largest group)."""
+    return max(count for *_, count in PLAN[_checked(width)])
+
+
+ARCHITECTURES: dict[float, int] = {width: architectures(width) for width in PLAN}
+
+
+def images_per_architecture(width: float, position: int = 0) -> int:
+    """Images the networks of the sample's architecture number ``position`` (0-based)
+    process at ``width`` (batch-norm passes excluded); 0 past the width's architectures.
 
     Network i sees the images of the largest setting with more than i networks.
     """
-    plan = settings(width)
+    plan = [s for s, count in coverage(width).items() if position < count]
     total = 0
-    for index in range(max(s.ensemble for s in plan)):
+    for index in range(max((s.ensemble for s in plan), default=0)):
         users = [s for s in plan if s.ensemble > index]
         total += max(s.n_train for s in users) + max(s.n_val for s in users)
     return total
+
+
+def covering(rows, count: int):
+    """The rows of ``rows`` (ladder results, any widths) whose setting the plan scores on at
+    least the first ``count`` architectures: e.g. ``covering(rows, SHARED)`` for the
+    comparisons across widths (:func:`nngp_lib.analysis.proxy_scores` then keeps the
+    architectures complete at all of them). Rows of settings outside the plan are left out."""
+    planned = {(s.width_multiplier, s.ensemble, s.n_train, s.n_val): n
+               for width in widths() for s, n in coverage(width).items()}
+    keys = list(zip(rows["width_multiplier"].astype(float), rows["ensemble"].astype(int),
+                    rows["n_train"].astype(int), rows["n_val"].astype(int)))
+    return rows[[planned.get(key, 0) >= count for key in keys]]
 
 
 def run(
@@ -87,22 +125,28 @@ def run(
     """Score the ladder at ``width`` into :func:`run_name` (resumable: rows already present are kept).
 
     ``num_architectures`` (default :data:`ARCHITECTURES`) takes a shorter prefix of the
-    sample, e.g. for a test in its own ``results_dir``. ``client`` and ``chunk_size`` are
-    :func:`nngp_lib.scoring.score_many`'s (a Dask cluster; one architecture per part by default).
+    sample, e.g. for a test in its own ``results_dir``; each group of settings covers
+    the same share of it as of the plan's prefix (at least one architecture).
+    ``client`` and ``chunk_size`` are :func:`nngp_lib.scoring.score_many`'s (a Dask
+    cluster; one architecture per part by default).
     """
     from nngp_lib import scoring
     from nngp_lib.data import nb101_table
     from nngp_lib.spaces.nb101 import specs_from_table
 
     width = _checked(width)
-    count = ARCHITECTURES[width] if num_architectures is None else num_architectures
+    planned = ARCHITECTURES[width]
+    count = planned if num_architectures is None else num_architectures
+    if count < 1:
+        raise ValueError(f"num_architectures must be at least 1, got {count}")
+    scaled = {s: max(1, n * count // planned) for s, n in coverage(width).items()}
     drawn = nb101_table.sample_rows(nb101_table.load_table(data_dir), count, SAMPLE_SEED)
     return scoring.score_many(
-        specs_from_table(drawn), settings(width), run_name(width),
+        specs_from_table(drawn), list(scaled), run_name(width),
         description=(f"the NNGP ladder at width {width}: {count} NAS-Bench-101 architectures of the seeded "
                      f"sample (seed {SAMPLE_SEED})"),
         results_dir=results_dir, data_dir=data_dir, progress=progress, command=command, backend=backend,
-        checkpoint_every=1, client=client, chunk_size=chunk_size,
+        checkpoint_every=1, client=client, chunk_size=chunk_size, coverage=scaled,
     )
 
 
@@ -135,14 +179,30 @@ def architecture_seconds(rows):
 
 
 def plan_table(widths_: Sequence[float] | None = None):
-    """The plan as a DataFrame: width, k, n, m, architectures, images per architecture."""
+    """The plan as a DataFrame, one row per setting: width, k, n, m and the architectures
+    (first of the sample) it is scored on."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"width": width, "k": s.ensemble, "n": s.n_train, "m": s.n_val, "architectures": count}
+        for width in widths_ or widths() for s, count in coverage(width).items()
+    ])
+
+
+def plan_segments(widths_: Sequence[float] | None = None):
+    """The plan by stretches of the sample that run the same settings: one row per width
+    and stretch, with its ``first`` and ``last`` architecture (1-based), their number,
+    the settings and the images each architecture's networks process."""
     import pandas as pd
 
     rows = []
     for width in widths_ or widths():
-        for s in settings(width):
-            rows.append({"width": width, "k": s.ensemble, "n": s.n_train, "m": s.n_val,
-                         "architectures": ARCHITECTURES[width]})
+        plan = coverage(width)
+        bounds = sorted({0, *plan.values()})
+        for start, stop in zip(bounds, bounds[1:]):
+            rows.append({"width": width, "first": start + 1, "last": stop, "architectures": stop - start,
+                         "settings": sum(count > start for count in plan.values()),
+                         "images per architecture": images_per_architecture(width, start)})
     return pd.DataFrame(rows)
 
 

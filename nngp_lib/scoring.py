@@ -24,7 +24,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -315,6 +315,7 @@ def score_many(
     command: str | None = None,
     precompile: bool | None = None,
     backend: str = "auto",
+    coverage: Mapping[Setting, int] | None = None,
 ) -> results_io.Results:
     """Score many architectures at several settings into the run ``name`` (a folder of Parquet parts).
 
@@ -336,10 +337,22 @@ def score_many(
     default only for 20 or more specs. ``backend`` runs the networks
     (:mod:`nngp_lib.backends`); the provenance lists every backend and version that
     contributed rows (``backends``), across resumed sessions and workers.
+
+    ``coverage`` scores a setting on a prefix of ``specs`` only: ``coverage[s]`` is the
+    number of first specs that setting ``s`` is scored on (settings not in it: all). A
+    row's value does not depend on it, so it is recorded in the provenance but is not
+    one of the run's settings: a run can be resumed with another coverage.
     """
     settings = list(dict.fromkeys(settings))
     if not settings:
         raise ValueError("no settings given: pass at least one Setting")
+    coverage = dict(coverage or {})
+    unknown = [s for s in coverage if s not in settings]
+    if unknown:
+        raise ValueError(f"coverage names a setting that is not scored, {unknown[0]}: "
+                         "give coverage of the settings only")
+    if any(int(n) < 1 for n in coverage.values()):
+        raise ValueError("coverage must be at least 1 architecture per setting: leave a setting out instead")
     data_seeds = {s.data_seed for s in settings}
     if len(data_seeds) != 1:
         raise ValueError(f"one data_seed per run, got {sorted(data_seeds)}: score each in its own result")
@@ -361,13 +374,19 @@ def score_many(
         provenance["data"] = {"source": data.source, "seed": data.seed,
                               "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val))}
         provenance["workers"] = "in-process" if client is None else str(client.scheduler.address)
+        if coverage:
+            provenance["coverage"] = [{**s.as_dict(), "architectures": min(int(coverage[s]), len(specs))}
+                                      for s in settings if s in coverage]
+        else:
+            provenance.pop("coverage", None)
         rows_written = len(table)
         results_io.write_provenance(name, provenance, results_dir, rows=rows_written)
 
         pending = []  # (position in specs, spec, settings to do)
         for position, spec in enumerate(specs):
             spec_hash = spec.hash()
-            todo = tuple(s for s in settings if (spec_hash, *s.as_dict().values()) not in done)
+            todo = tuple(s for s in settings if position < coverage.get(s, len(specs))
+                         and (spec_hash, *s.as_dict().values()) not in done)
             if todo:
                 pending.append((position, spec, todo))
         chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]

@@ -24,9 +24,29 @@ def test_plan_stays_within_the_exact_images_and_reaches_the_issue_targets(data_d
     assert max(s.n_train for s in quarter if s.ensemble >= 2) >= 1000
     assert {s.ensemble for s in quarter} == {1, 2, 4}
     assert ladder.ARCHITECTURES[1.0] >= 300 and ladder.ARCHITECTURES[0.25] == 1000
-    # network 0 sees 3000 + 500 images, networks 1-3 the k > 1 settings' 1000 + 500
+    # every width covers the shared prefix at every setting with k <= 2 and n <= 1000
+    for width in ladder.widths():
+        assert all(count >= ladder.SHARED for s, count in ladder.coverage(width).items()
+                   if s.ensemble <= 2 and s.n_train <= 1000 and not (width == 1.0 and s.ensemble == 2))
+    # network 0 sees 3000 + 500 images, networks 1-3 the k > 1 settings' 1000 + 500 (k = 4 on the first 300)
     assert ladder.images_per_architecture(0.25) == 3500 + 3 * 1500
+    assert ladder.images_per_architecture(0.25, 300) == 3500 + 1500
+    assert ladder.images_per_architecture(0.25, 1000) == 0
+    segments = ladder.plan_segments([0.25, 1.0])
+    assert segments[["first", "last"]].values.tolist() == [[1, 300], [301, 1000], [1, 50], [51, 300]]
+    assert segments["images per architecture"].tolist() == [8000, 5000, 3500 + 800, 1500]
     assert ladder.run_name(0.25) == "nb101_ladder_w025" and ladder.run_name(1) == "nb101_ladder_w100"
+
+
+def test_covering_keeps_the_settings_planned_on_enough_architectures():
+    import pandas as pd
+
+    rows = pd.DataFrame([(w, s.ensemble, s.n_train, s.n_val) for w in ladder.widths() for s in ladder.settings(w)],
+                        columns=["width_multiplier", "ensemble", "n_train", "n_val"])
+    shared = ladder.covering(rows, ladder.SHARED)
+    assert len(shared) == len(rows) - 2 * 3  # full width's n = 3000 and k = 2 (n = 100, 300) cover 50
+    assert len(ladder.covering(rows, 1000)) == 2 * 7  # quarter width, k = 1 and 2
+    assert len(ladder.covering(rows.assign(n_val=200), 1)) == 0  # not in the plan
 
 
 def test_a_width_outside_the_plan_is_a_one_line_error():

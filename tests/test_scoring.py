@@ -76,6 +76,25 @@ def test_score_many_writes_resumes_and_records_provenance(specs, tmp_path, data_
         scoring.score_many(specs[:2], other, "run", results_dir=tmp_path, data_dir=data_dir, progress=False)
 
 
+def test_coverage_scores_a_setting_on_a_prefix_and_widens_on_resume(specs, tmp_path, data_dir):
+    cheap = scoring.Setting(ensemble=1, n_train=20, n_val=20, width_multiplier=NARROW)
+    dear = scoring.Setting(ensemble=2, n_train=20, n_val=20, width_multiplier=NARROW)
+    first = scoring.score_many(specs, [cheap, dear], "tiers", results_dir=tmp_path, data_dir=data_dir,
+                               progress=False, coverage={dear: 1})
+    assert first.table.groupby("ensemble")["hash"].apply(list).to_dict() == {
+        1: [s.hash() for s in specs], 2: [specs[0].hash()]}
+    assert first.provenance["coverage"] == [{**dear.as_dict(), "architectures": 1}]
+    # coverage is not a setting: the same run resumes with a wider one and scores only the new pairs
+    wider = scoring.score_many(specs, [cheap, dear], "tiers", results_dir=tmp_path, data_dir=data_dir,
+                               progress=False, coverage={dear: 2})
+    assert len(wider.table) == len(specs) + 2
+    kept = wider.table.merge(first.table, on=["hash", *scoring.SETTING_COLUMNS], suffixes=("", "_first"))
+    assert len(kept) == len(first.table) and (kept["nngp_acc"] == kept["nngp_acc_first"]).all()
+    with pytest.raises(ValueError, match="coverage names a setting that is not scored"):
+        scoring.score_many(specs, [cheap], "tiers", results_dir=tmp_path, data_dir=data_dir, progress=False,
+                           coverage={dear: 1})
+
+
 def test_smaller_images_are_the_kernel_of_block_averaged_images(specs, data):
     """downsample_factor=2 scores the network on 2x2-block means of the same images; it is a
     different (cheaper) estimate, sharing nothing with the 32x32 setting."""

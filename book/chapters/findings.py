@@ -190,8 +190,9 @@ if not missing["the ladder"]:
     done = int(scored.sum())
     gaps.append(
         f"- **The paper's claim at its own budget.** The ladder of larger NNGP settings has scored {done:,} of "
-        f"{planned:,} planned (width, architecture) pairs; until it covers the 1,000 architectures, the "
-        "comparison with training at the paper's cost rests on the few architectures every width holds."
+        f"{planned:,} planned (width, architecture) pairs; until every width covers the first "
+        f"{ladder.SHARED:,} architectures of the sample, the comparison with training at the paper's cost rests "
+        "on the few architectures every width holds so far."
     )
 nngp_rows = results.read(findings.NNGP_RUN).table["hash"].nunique() if not missing["NNGP against training"] else 0
 gaps += [

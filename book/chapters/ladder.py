@@ -25,10 +25,12 @@
 #
 # The plan (`nngp_lib.ladder.PLAN`) grows n up to 3,000 at k = 1 and up to 1,000
 # at k = 2 and 4, with m = 500 validation images (at m = 100, one accuracy has a
-# standard error near 4 points) and m = 100 for comparison with the earlier runs,
-# at quarter and half width on the whole sample and at full width on its first
-# architectures, so that each reduced width is compared with the real network on
-# the same architectures. Every setting is a class-balanced nested subset of the
+# standard error near 4 points) and m = 100 for comparison with the earlier runs.
+# It is laid out in tiers over the sample: quarter width at k = 1 and 2 on all of
+# it; every width, k = 4 at quarter width and n = 3,000 at half width on its first
+# 300 architectures, so that each reduced width is compared with the real network
+# on the same architectures; and the dearest full-width settings (n = 3,000, and
+# k = 2) on the first 50. Every setting is a class-balanced nested subset of the
 # largest images, and network i of an ensemble is the same whatever k, so one set
 # of features per architecture and width serves every smaller setting; each
 # setting is also read with eps chosen by leave-one-out and, beyond the paper,
@@ -101,12 +103,14 @@ def with_interval(frame: pd.DataFrame, statistic: str = "kendall_tau") -> pd.Ser
                       zip(frame[statistic], frame[f"{statistic}_low"], frame[f"{statistic}_high"])], index=frame.index)
 
 
-# Every width on the architectures they share (the full-width prefix): Fig. 1.
-common = proxies_of(rows)
+# Every width on the architectures they share (the first ladder.SHARED of the sample), at
+# the settings planned on all of them: Fig. 1, the growth charts, the claim.
+shared_rows = ladder.covering(rows, ladder.SHARED)
+common = proxies_of(shared_rows)
 common_flops = flops_of(common)
 overview = ladder.summary(common, common_flops, num_resamples=num_resamples, seed=seed)
-# Each width on all its architectures: the growth with n and k.
-per_width = {w: proxies_of(rows[rows["width_multiplier"] == w], values=("nngp_acc",), epochs=()) for w in present}
+per_width = {w: proxies_of(shared_rows[shared_rows["width_multiplier"] == w], values=("nngp_acc",), epochs=())
+             for w in present}
 per_width_summary = {w: ladder.summary(p, flops_of(p), num_resamples=num_resamples, seed=seed)
                      for w, p in per_width.items()}
 
@@ -118,8 +122,9 @@ show(
     "Architectures scored so far, per width: "
     + ", ".join(f"{int(scored_per_width[w]):,} at width {w:g} (of {ladder.ARCHITECTURES[w]:,} planned)"
                 for w in present)
-    + f". The comparisons across widths use the {len(common):,} architectures every width holds; "
-    "the growth with n and k at one width uses all of that width's architectures."
+    + f". The comparisons across widths use the {len(common):,} architectures every width holds at the "
+    f"settings planned on the first {ladder.SHARED:,}; the settings planned on more or fewer architectures "
+    "are read on their own below."
 )
 for width, provenance in provenances.items():
     data = provenance.get("data", {})
@@ -135,33 +140,43 @@ for width, provenance in provenances.items():
 # %% [markdown]
 # ## The plan and what it costs
 #
-# Each width's settings, the images its networks process per architecture, and
-# the seconds per architecture the run recorded (the `seconds` of every setting
-# share the same forward passes, so the architecture's cost is the sum over the
-# networks, not over the settings).
+# The plan by stretches of the sample that run the same settings: the images the
+# networks process per architecture, their forward FLOPs, and the seconds per
+# architecture the run recorded there (the `seconds` of every setting share the
+# same forward passes, so the architecture's cost is the sum over its networks,
+# not over its settings).
 
 # %% tags=["hide-input"]
-plan = ladder.plan_table(present)
-plan_summary = plan.groupby("width").agg(
-    settings=("k", "size"), ensembles=("k", lambda k: ", ".join(map(str, sorted(set(k))))),
-    largest_n=("n", "max"), largest_m=("m", "max"), architectures=("architectures", "first"),
-)
-plan_summary["images per architecture"] = [ladder.images_per_architecture(w) for w in plan_summary.index]
-plan_summary["forward PFLOPs per architecture"] = [
-    ladder.images_per_architecture(w) * common_flops[w] / 1e15 for w in plan_summary.index]
-seconds = ladder.architecture_seconds(rows)
-plan_summary["median seconds per architecture"] = seconds.groupby(level=0).median().reindex(plan_summary.index)
-plan_summary["hours for the plan"] = (plan_summary["median seconds per architecture"]
-                                          * plan_summary["architectures"] / 3600)
-display(plan_summary.round(3))
+plan = ladder.plan_segments(present)
+plan["forward PFLOPs per architecture"] = plan["images per architecture"] * plan["width"].map(common_flops) / 1e15
+seconds = ladder.architecture_seconds(rows).reset_index()
+seconds["position"] = seconds["hash"].map({h: i + 1 for i, h in enumerate(
+    nb101_table.sample_rows(table, max(ladder.ARCHITECTURES.values()), ladder.SAMPLE_SEED)["hash"])})
+plan["scored"] = [int(((seconds["width_multiplier"] == w) & seconds["position"].between(a, b)).sum())
+                  for w, a, b in plan[["width", "first", "last"]].itertuples(index=False)]
+plan["median seconds per architecture"] = [
+    seconds.loc[(seconds["width_multiplier"] == w) & seconds["position"].between(a, b), "seconds"].median()
+    for w, a, b in plan[["width", "first", "last"]].itertuples(index=False)]
+plan["hours for the stretch"] = plan["median seconds per architecture"] * plan["architectures"] / 3600
+display(plan.set_index(["width", "first", "last"]).round(3))
 
 # %% tags=["remove-input"]
 # NBVAL_IGNORE_OUTPUT
+unmeasured = plan[plan["median seconds per architecture"].isna()]
+whole = plan[plan["first"] == 1]  # the stretch that runs every setting of its width
+not_yet = "" if unmeasured.empty else f", not counting {len(unmeasured)} stretch(es) with no architecture scored yet"
+first_plan_hours = (whole["median seconds per architecture"] * whole["width"].map(ladder.FIRST_PLAN_ARCHITECTURES)
+                    ).sum() / 3600
 show(
     f"""
-    At the recorded rates the whole plan takes about
-    {plan_summary['hours for the plan'].sum():.1f} hours of this 2-core machine
-    (medians; the runs shared the machine with other work, so these are upper bounds).
+    At the recorded rates the plan takes about {plan['hours for the stretch'].sum():.1f} hours of
+    one core of a 2-core machine (medians; the runs shared the machine with other work, so these
+    are upper bounds){not_yet}.
+    A first plan ran every group of settings on every architecture of its width, about
+    {first_plan_hours:.0f} hours at the same rates; the groups that rank no better than
+    a cheaper one on the architectures scored first (k = 4 next to k = 2 at quarter width,
+    n = 3,000 next to n = 1,000 at half width, the dearest full-width settings) moved to the
+    shared prefixes, which the comparisons below use.
     """
 )
 
@@ -240,6 +255,35 @@ width_chart = alt.Chart(shared).encode(
  ).properties(width=300, height=200, title=f"k = 1, m = 500, on the {len(common):,} shared architectures")
 
 # %% [markdown]
+# ### Beyond the shared architectures
+#
+# Two tiers of the plan reach past the shared prefix. Quarter width at k = 1 and
+# 2 runs on the whole sample, which narrows its intervals; the dearest
+# full-width settings (n = 3,000, and k = 2) run on the first 50 only, read here
+# next to every other setting on the same architectures, with intervals that
+# wide to match.
+
+# %% tags=["hide-input"]
+tier_views = {}
+whole_sample = ladder.covering(rows, ladder.ARCHITECTURES[0.25])
+if not whole_sample.empty:
+    tier_views[f"quarter width, k <= 2, on the first {ladder.ARCHITECTURES[0.25]:,}"] = proxies_of(
+        whole_sample, values=("nngp_acc",))
+smallest = min(count for w in present for count in ladder.coverage(w).values())
+if smallest < ladder.SHARED:
+    tier_views[f"every setting, on the first {smallest:,}"] = proxies_of(rows, values=("nngp_acc",))
+tier_tables = {}
+for title, view in tier_views.items():
+    if len(view) < 3:  # a scratch miniature: no rank correlation on fewer
+        continue
+    summary = ladder.summary(view, flops_of(view), num_resamples=num_resamples, seed=seed)
+    tier_tables[title] = pd.DataFrame({
+        "architectures": len(view), "PFLOPs spent": summary["spent PFLOPs"].map("{:.2e}".format),
+        "Kendall tau [interval]": with_interval(summary)})
+if tier_tables:
+    display(pd.concat(tier_tables, names=["tier", "proxy"]))
+
+# %% [markdown]
 # ## The frontier: which setting to pick at a given budget
 #
 # The settings (and trainings) that no cheaper one beats on tau, by FLOPs spent,
@@ -300,26 +344,34 @@ for _, claim in claims.iterrows():
 show(" ".join(sentences))
 
 # %% [markdown]
-# Does the trend reach the trainings? A straight line of tau against log cost,
-# fitted to the NNGP frontier (best reading per cost), says where it would reach
-# 4- and 12-epoch training if it went on. **This is an extrapolation**, not a
-# measurement: nothing guarantees the growth continues past the largest setting.
+# Does the NNGP frontier (best reading per cost) reach the trainings' tau? Where a
+# measured setting does, the cheapest such setting is named. Where none does, a
+# straight line of tau against log cost, fitted to the frontier, says where it
+# would if it went on. **That is an extrapolation**, not a measurement: nothing
+# guarantees the growth continues past the largest setting.
 
 # %% tags=["hide-input"]
 nngp_frontier = frontier[frontier["kind"] == analysis.NNGP]
 train_tau = {int(e): overview.loc[analysis.training_label(e), "kendall_tau"] for e in (4, 12)}
-if len(nngp_frontier) >= 2:
+measured = {e: nngp_frontier[nngp_frontier["kendall_tau"] >= t].sort_values("spent PFLOPs")
+            for e, t in train_tau.items()}
+reached = [f"{e}-epoch training's tau {train_tau[e]:.3f} is reached by a measured setting, "
+           f"{m.index[0]} at {m['spent PFLOPs'].iloc[0]:.2g} PFLOPs" for e, m in measured.items() if len(m)]
+unreached = {e: t for e, t in train_tau.items() if measured[e].empty}
+if unreached and len(nngp_frontier) >= 2:
     slope, intercept, reach = ladder.log_cost_trend(nngp_frontier["spent PFLOPs"], nngp_frontier["kendall_tau"],
-                                                    targets=list(train_tau.values()))
-    show(
-        f"Extrapolation: over the NNGP frontier tau grows by {slope:.3f} per decade of FLOPs; "
-        + "; ".join(f"the line reaches {e}-epoch training's tau {t:.3f} at about {reach[t]:.2g} PFLOPs "
+                                                    targets=list(unreached.values()))
+    extrapolated = [f"the line reaches {e}-epoch training's tau {t:.3f} at about {reach[t]:.2g} PFLOPs "
                     f"({reach[t] / overview.loc[analysis.training_label(e), 'spent PFLOPs']:.2g} times that "
-                    "training's cost)" for e, t in train_tau.items())
-        + "."
-    )
+                    "training's cost)" for e, t in unreached.items()]
+    show("; ".join(reached) + ("; " if reached else "")
+         + f"extrapolation: over the NNGP frontier tau grows by {slope:.3f} per decade of FLOPs; "
+         + "; ".join(extrapolated) + ".")
+elif unreached:
+    show("; ".join(reached) + ("; " if reached else "")
+         + "the NNGP frontier has fewer than two points: no trend is drawn.")
 else:
-    show("The NNGP frontier has fewer than two points: no trend is drawn.")
+    show("No extrapolation is needed: " + "; ".join(reached) + ".")
 
 # %% [markdown]
 # ## Three readings of the same features
