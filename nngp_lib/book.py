@@ -264,3 +264,36 @@ def nngp_sample_run(result_name: str, num_architectures: int, *, ensembles, n_tr
     note = (f"*The run:* the cached run `{result_name}` holds no {_setting_label(*missing[0])}, so this page "
             f"scored the new result `{name}`: {new_run.describe()}.")
     return new_run, note
+
+
+def with_ladder_reading(run, table, *, value: str = "nngp_acc", results_dir=None):
+    """``run``'s rows (a :class:`nngp_lib.results.Results`) plus the NNGP score at the
+    ladder's best whole-sample setting (:func:`nngp_lib.ladder.best_reading`), so that a
+    chapter reads that setting next to its own: ``(rows, note)``.
+
+    The ladder's rows join only when they hold every architecture of ``run``, so the
+    chapter's analysis keeps all of its architectures; until then ``rows`` is the run's
+    own and ``note`` says how far the ladder is.
+    """
+    import pandas as pd
+
+    from nngp_lib import ladder
+
+    reading = ladder.best_reading(table, value=value, results_dir=results_dir)
+    if reading.empty:
+        return run.table, "*The ladder's reading:* no ladder run at quarter width yet, so none is shown."
+    setting = reading.iloc[0]
+    label = _setting_label(int(setting["ensemble"]), int(setting["n_train"]), int(setting["n_val"]),
+                           float(setting["width_multiplier"]))
+    wanted = set(run.table["hash"])
+    held = wanted & set(reading["hash"])
+    if held != wanted:
+        return run.table, (
+            f"*The ladder's reading:* its best whole-sample setting so far, {label}, holds {len(held):,} of this "
+            f"page's {len(wanted):,} architectures; it joins this page's analysis once the ladder "
+            f"(`nngp-nas ladder --width 0.25`) has scored them all.")
+    extra = reading[reading["hash"].isin(wanted)].reindex(columns=run.table.columns)
+    return pd.concat([run.table, extra], ignore_index=True), (
+        f"*The ladder's reading:* the NNGP score at the ladder's best whole-sample setting, {label} "
+        f"(`{ladder.run_name(0.25)}`; chosen by its tau on these architectures, as the paper reads its figures), "
+        "is read next to this page's own settings.")

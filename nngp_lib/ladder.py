@@ -102,7 +102,8 @@ def covering(rows, count: int):
     """The rows of ``rows`` (ladder results, any widths) whose setting the plan scores on at
     least the first ``count`` architectures: e.g. ``covering(rows, SHARED)`` for the
     comparisons across widths (:func:`nngp_lib.analysis.proxy_scores` then keeps the
-    architectures complete at all of them). Rows of settings outside the plan are left out."""
+    architectures complete at all of them). Settings are matched on width, k, n and m; rows
+    of settings outside the plan are left out."""
     planned = {(s.width_multiplier, s.ensemble, s.n_train, s.n_val): n
                for width in widths() for s, n in coverage(width).items()}
     keys = list(zip(rows["width_multiplier"].astype(float), rows["ensemble"].astype(int),
@@ -237,6 +238,36 @@ def read_runs(widths_: Sequence[float] | None = None, results_dir: str | os.Path
     if not tables:
         raise FileNotFoundError("no ladder result found: compute one with `nngp-nas ladder --width 0.25`")
     return pd.concat(tables, ignore_index=True), provenances
+
+
+def best_reading(table, *, value: str = "nngp_acc", results_dir: str | os.PathLike | None = None):
+    """The rows of the ladder's best whole-sample setting: the other chapters' re-read.
+
+    Among the settings the plan scores on every architecture of the sample (quarter
+    width, k <= 2) at the largest validation set, the one whose ``value`` ranks best
+    (Kendall tau with ``table``'s 108-epoch truth) on the architectures all of them
+    hold; chosen on the architectures it is read on, as the paper reads its figures.
+    Returns that setting's rows of ``nb101_ladder_w025`` (every architecture it holds),
+    or an empty frame when that run is not in ``results_dir``.
+    """
+    import pandas as pd
+
+    from nngp_lib import analysis, results
+
+    name = run_name(0.25)
+    if not results.exists(name, results_dir):
+        return pd.DataFrame()
+    rows = results.read(name, results_dir).table
+    whole = covering(rows, ARCHITECTURES[0.25])
+    whole = whole[whole["n_val"] == max(N_VALS)]
+    if whole.empty:
+        return pd.DataFrame()
+    scores = analysis.proxy_scores(whole, table, values=(value,), epochs=())
+    taus = analysis.correlation_table(scores.scores, scores.truth, num_resamples=0)["kendall_tau"]
+    best = scores.proxies.loc[taus.idxmax()]
+    chosen = ((whole["ensemble"] == best["ensemble"]) & (whole["n_train"] == best["n_train"])
+              & (whole["n_val"] == best["n_val"]))
+    return whole[chosen].reset_index(drop=True)
 
 
 def flops_by_width(proxy_scores, table, widths_: Sequence[float]) -> dict[float, float]:

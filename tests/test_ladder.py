@@ -146,3 +146,34 @@ def test_log_cost_trend_is_exact_on_a_line_and_a_flat_trend_reaches_nothing():
     assert ladder.log_cost_trend(cost, [0.2, 0.2, 0.2], targets=[0.3])[2][0.3] == float("inf")
     with pytest.raises(ValueError, match="two points"):
         ladder.log_cost_trend([1e-3], [0.2])
+
+
+def test_best_reading_picks_the_best_whole_sample_setting_and_joins_only_a_covered_run(tmp_path, data_dir):
+    from nngp_lib import book, results
+
+    table = nb101_table.load_table()
+    specs = specs_from_table(nb101_table.sample_rows(table, 6, seed=ladder.SAMPLE_SEED))
+    # two whole-sample settings of the plan and k = 4, which covers 300 (on 8x8 images: the same code path,
+    # cheaply; ladder.covering matches a setting on width, k, n and m)
+    settings = [scoring.Setting(k, 100, 500, width_multiplier=0.25, downsample_factor=4) for k in (1, 2, 4)]
+    scoring.score_many(specs, settings, ladder.run_name(0.25), results_dir=tmp_path, progress=False,
+                       coverage={settings[2]: 3})
+    reading = ladder.best_reading(table, results_dir=tmp_path)
+    rows = results.read(ladder.run_name(0.25), tmp_path).table
+    truth = table.set_index("hash").loc[[s.hash() for s in specs], "val_acc_108"]
+    taus = {k: metrics.kendall_tau(rows[rows["ensemble"] == k].set_index("hash").loc[truth.index, "nngp_acc"], truth)
+            for k in (1, 2)}
+    assert reading["ensemble"].unique().tolist() == [max(taus, key=taus.get)]  # never k = 4: not whole-sample
+    assert len(reading) == 6
+
+    own = scoring.score_many(specs[:4], settings[:1], "own", results_dir=tmp_path, progress=False)
+    joined, note = book.with_ladder_reading(own, table, results_dir=tmp_path)
+    assert len(joined) == 4 + 4 and "is read next to" in note
+    outside = nb101_table.sample_rows(table, 7, seed=ladder.SAMPLE_SEED)["hash"].iloc[6]  # not scored by the ladder
+    beyond = results.Results(own.table.assign(hash=[*own.table["hash"][:3], outside]), own.provenance, own.path)
+    rows_only, note = book.with_ladder_reading(beyond, table, results_dir=tmp_path)
+    assert rows_only is beyond.table and "holds 3 of this page's 4 architectures" in note
+    empty = tmp_path / "none"
+    empty.mkdir()
+    rows_only, note = book.with_ladder_reading(own, table, results_dir=empty)
+    assert rows_only is own.table and "no ladder run" in note

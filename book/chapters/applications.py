@@ -37,6 +37,7 @@ ensembles: list[int] = [1]  # ensemble sizes k (each at least 1); settings the c
 n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
 n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
 seed: int = 0  # seed of the architecture sample, the networks, the search trials and the splits
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
 score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
 screen_setting: str = ""  # label of the NNGP setting used for the screen, as in the tables below; "" takes the costliest
 fractions: list[float] = [0.3, 0.1]  # shares of each search space kept by the screen (each in (0, 1])
@@ -62,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import analysis, cost, plotting, search
-from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table
+from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table, with_ladder_reading
 from nngp_lib.data import nb101_table
 from nngp_lib.spaces.nb101 import specs_from_table
 
@@ -82,7 +83,9 @@ table = nb101_table.load_table()
 # num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="applications")
-proxies = analysis.proxy_scores(run.table, table, values=(score_column,))
+rows, ladder_note = (with_ladder_reading(run, table, value=score_column) if ladder_reading
+                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
+proxies = analysis.proxy_scores(rows, table, values=(score_column,))
 nngp = list(proxies.proxies.index[proxies.proxies["kind"] == analysis.NNGP])
 truth = proxies.truth.to_numpy()
 num_scored = len(proxies)
@@ -111,6 +114,7 @@ show(provenance_note(num_scored, f"the NNGP result `{run.name}`", {
     "space_fraction": space_fraction, "num_trials": num_trials, "top_k": top_k, "seed": seed,
 }))
 show(run_note)
+show(ladder_note)
 show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(

@@ -41,6 +41,7 @@ ensembles: list[int] = [1]  # ensemble sizes k (each at least 1); settings the c
 n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
 n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
 seed: int = 0  # seed of the architecture sample and of the network initializations
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
 score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
 competitive_fraction: float = 0.2  # "competitive" architectures: this top fraction by 108-epoch accuracy (0..1)
 size_limit: float = 10e6  # the paper's size cluster: fewer trainable parameters than this
@@ -63,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from nngp_lib import analysis, plotting, search
-from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table
+from nngp_lib.book import nngp_sample_run, provenance_note, show, show_table, with_ladder_reading
 from nngp_lib.data import nb101_table
 from nngp_lib.metrics import kendall_tau
 
@@ -85,7 +86,9 @@ table = nb101_table.load_table()
 # num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="biases")
-proxies = analysis.proxy_scores(run.table, table, values=(score_column,))
+rows, ladder_note = (with_ladder_reading(run, table, value=score_column) if ladder_reading
+                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
+proxies = analysis.proxy_scores(rows, table, values=(score_column,))
 nngp = list(proxies.proxies.index[proxies.proxies["kind"] == analysis.NNGP])
 # the chapter's charts show the most informative setting: largest n, then k, then m
 main = proxies.proxies.loc[nngp].sort_values(["n_train", "ensemble", "n_val"]).index[-1]
@@ -105,6 +108,7 @@ def noise_caveat(n: int) -> str:
 # %% tags=["remove-input"]
 show(provenance_note(num_scored, f"the NNGP result `{run.name}`", {"score_column": score_column}))
 show(run_note)
+show(ladder_note)
 show(run.record_markdown())
 widths_used = sorted(float(w) for w in proxies.proxies.loc[nngp, "width_multiplier"].unique())
 show(

@@ -58,6 +58,7 @@ ntk_n_train: int = 20  # NTK (and matching NNGP) training images (>= 10)
 ntk_n_val: int = 20  # NTK (and matching NNGP) validation images (>= 10)
 ntk_stem_channels: int = 16  # width of the NTK's networks (NB101's: 128; the Jacobians grow with its square)
 seed: int = 0  # seed of the draws of architectures, of the networks, of the images and of the splits
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
 num_resamples: int = 1000  # bootstrap resamples of the architectures for the tau intervals (100..10000)
 top_fraction: float = 0.1  # PQETP threshold: the truth of the top this fraction of the scored architectures
 subset_size: int = 100  # architectures per random subset for the discovered performance (at most half the scored)
@@ -83,7 +84,7 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto finds no ipywidgets here
 
 from nngp_lib import analysis, metrics, plotting, proxies, results, scoring
-from nngp_lib.book import cached_or_computed, nngp_sample_run, provenance_note, show, show_table
+from nngp_lib.book import cached_or_computed, nngp_sample_run, provenance_note, show, show_table, with_ladder_reading
 from nngp_lib.data import nb101_table
 
 unknown = sorted(set(proxy_names) - set(proxies.ZERO_COST))
@@ -116,6 +117,8 @@ def proxies_of_run(name: str, names: list[str], limit: int, options: dict):
 # scored on num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="proxies")
+rows, ladder_note = (with_ladder_reading(run, table) if ladder_reading
+                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
 zero_cost_run, _ = cached_or_computed(proxies_result, proxies_of_run(
     proxies_result, proxy_names, num_architectures,
     {p: o for p, o in {"naswot": {"batch_size": naswot_batch, "stem_channels": proxy_stem_channels},
@@ -129,7 +132,7 @@ ntk_run, _ = cached_or_computed(ntk_result, proxies_of_run(
     ntk_result, ["ntk", "nngp"], ntk_architectures, {"ntk": ntk_options, "nngp": ntk_options}), recompute=recompute)
 
 # One score matrix over the architectures scored by NNGP at every setting and by every proxy.
-nngp_scores = analysis.proxy_scores(run.table, table, values=("nngp_acc",), epochs=())
+nngp_scores = analysis.proxy_scores(rows, table, values=("nngp_acc",), epochs=())
 NNGP = list(nngp_scores.proxies.index)
 zero_cost = proxies.wide_scores(zero_cost_run.table)
 ZERO = [p for p in proxies.ZERO_COST if p in zero_cost.columns]
@@ -143,7 +146,7 @@ if n < 6:
     raise ValueError(f"only {n} architectures carry every score: score more (num_architectures) or check the runs")
 
 # Measured cost: median seconds per architecture of each score, as its run recorded it.
-nngp_seconds = scoring.complete_settings(run.table)[run.table["hash"].isin(scores.index)].merge(
+nngp_seconds = scoring.complete_settings(rows)[rows["hash"].isin(scores.index)].merge(
     nngp_scores.proxies.reset_index()[["proxy", *scoring.SETTING_COLUMNS]], on=list(scoring.SETTING_COLUMNS)
 ).groupby("proxy")["seconds"].median()
 proxy_seconds = zero_cost_run.table[zero_cost_run.table["hash"].isin(scores.index)].groupby("proxy")[
@@ -181,7 +184,7 @@ show(provenance_note(
     {"seed": seed, "num_resamples": num_resamples, "top_fraction": top_fraction, "num_splits": num_splits,
      "test_fraction": test_fraction, "subset_size": subset_size, "top_k": top_k, "num_trials": num_trials},
 ))
-show(run_note + "\n\n" + "\n\n".join(f"*{what}:* {r.describe()}." for what, r in
+show(run_note + "\n\n" + ladder_note + "\n\n" + "\n\n".join(f"*{what}:* {r.describe()}." for what, r in
                                      (("Zero-cost proxies", zero_cost_run), ("NTK", ntk_run))))
 for r in (run, zero_cost_run, ntk_run):
     show(r.record_markdown())
@@ -189,7 +192,7 @@ show(
     f"""
     {n:,} architectures carry every score: the NNGP run's architectures scored at all its
     {len(NNGP)} settings ({listing(NNGP)}) that the proxies' run also scored. The NNGP networks have
-    stem width {listing([str(c) for c in sorted({scoring.stem_channels(w) for w in run.table["width_multiplier"]})])}
+    stem width {listing([str(c) for c in sorted({scoring.stem_channels(w) for w in rows["width_multiplier"]})])}
     (NAS-Bench-101's is 128); the zero-cost proxies' networks have stem width
     {option(zero_cost_run, "naswot", "stem_channels", 128)}, NASWOT a batch of
     {option(zero_cost_run, "naswot", "batch_size", proxies.NASWOT_BATCH)} images and SNIP and grad_norm
