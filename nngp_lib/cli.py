@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -205,6 +206,10 @@ def run_chapter(name: str, parameters: dict, output: Path | None = None) -> Path
     return output
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["proxies"]:
@@ -212,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return proxies.main(argv[1:], prog="nngp-nas proxies", epilog=_examples("proxies"))
     args = _parser().parse_args(argv)
+    # `kill PID` (SIGTERM) is how a background run is stopped: leave through the same
+    # cleanup as Ctrl-C, so that the run's lock file is removed and its parts stay whole.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if args.command == "score":
             from nngp_lib import scoring
@@ -280,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"nngp-nas: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -149,6 +149,19 @@ def test_the_embedded_local_cluster_survives_a_killed_worker(reference, tmp_path
     _assert_complete_and_identical(out, reference)
 
 
+def test_a_run_stopped_with_sigterm_clears_its_lock_and_resumes(reference, tmp_path):
+    out = tmp_path / "tiny"
+    run = _cli(out, "--chunk-size", "1")  # in-process: `kill PID` is how a background run is stopped
+    _wait_for_parts(out, 1, run)
+    run.send_signal(signal.SIGTERM)
+    run.communicate(timeout=TIMEOUT)
+    assert run.returncode == 128 + signal.SIGTERM
+    assert not (out / results.LOCK_FILE).exists()
+    assert 0 < len(results.read(out.name, out.parent).table) < ARCHITECTURES
+    _finish(_cli(out, "--chunk-size", "5"))
+    _assert_complete_and_identical(out, reference)
+
+
 def test_an_interrupted_workers_run_resumes(reference, tmp_path):
     out = tmp_path / "tiny"
     # One worker and one architecture per chunk: 19 chunks still to go when the first part
