@@ -28,7 +28,7 @@ $(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	touch $@
 
 unit: venv
-	$(PY) -m pytest -q -m "not browser" tests
+	$(PY) -m pytest -q --durations=15 -m "not browser" tests
 
 # The README's test command (.ci/run calls it): unit tests, then the book, then nbval on
 # the executed chapters, then headless Chromium on every built page.
