@@ -266,19 +266,22 @@ def nngp_sample_run(result_name: str, num_architectures: int, *, ensembles, n_tr
     return new_run, note
 
 
-def with_ladder_reading(run, table, *, value: str = "nngp_acc", results_dir=None):
+def with_ladder_reading(run, table, *, value: str = "nngp_acc", enabled: bool = True, results_dir=None):
     """``run``'s rows (a :class:`nngp_lib.results.Results`) plus the NNGP score at the
     ladder's best whole-sample setting (:func:`nngp_lib.ladder.best_reading`), so that a
     chapter reads that setting next to its own: ``(rows, note)``.
 
     The ladder's rows join only when they hold every architecture of ``run``, so the
     chapter's analysis keeps all of its architectures; until then ``rows`` is the run's
-    own and ``note`` says how far the ladder is.
+    own and ``note`` says how far the ladder is. ``enabled=False`` (a chapter's
+    ``ladder_reading`` parameter) returns the run's own rows.
     """
     import pandas as pd
 
     from nngp_lib import ladder
 
+    if not enabled:
+        return run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."
     reading = ladder.best_reading(table, value=value, results_dir=results_dir)
     if reading.empty:
         return run.table, "*The ladder's reading:* no ladder run at quarter width yet, so none is shown."

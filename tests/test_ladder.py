@@ -177,3 +177,5 @@ def test_best_reading_picks_the_best_whole_sample_setting_and_joins_only_a_cover
     empty.mkdir()
     rows_only, note = book.with_ladder_reading(own, table, results_dir=empty)
     assert rows_only is own.table and "no ladder run" in note
+    rows_only, note = book.with_ladder_reading(own, table, enabled=False, results_dir=tmp_path)
+    assert rows_only is own.table and "ladder_reading=False" in note

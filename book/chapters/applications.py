@@ -37,7 +37,7 @@ ensembles: list[int] = [1]  # ensemble sizes k (each at least 1); settings the c
 n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
 n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
 seed: int = 0  # seed of the architecture sample, the networks, the search trials and the splits
-ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it covers this run
 score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
 screen_setting: str = ""  # label of the NNGP setting used for the screen, as in the tables below; "" takes the costliest
 fractions: list[float] = [0.3, 0.1]  # shares of each search space kept by the screen (each in (0, 1])
@@ -83,8 +83,7 @@ table = nb101_table.load_table()
 # num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="applications")
-rows, ladder_note = (with_ladder_reading(run, table, value=score_column) if ladder_reading
-                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
+rows, ladder_note = with_ladder_reading(run, table, value=score_column, enabled=ladder_reading)
 proxies = analysis.proxy_scores(rows, table, values=(score_column,))
 nngp = list(proxies.proxies.index[proxies.proxies["kind"] == analysis.NNGP])
 truth = proxies.truth.to_numpy()

@@ -41,7 +41,7 @@ ensembles: list[int] = [1]  # ensemble sizes k (each at least 1); settings the c
 n_trains: list[int] = [100]  # NNGP training-set sizes n when computing (each at least 10)
 n_vals: list[int] = [100]  # NNGP validation-set sizes m when computing (each at least 10)
 seed: int = 0  # seed of the architecture sample and of the network initializations
-ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it covers this run
 score_column: str = "nngp_acc"  # NNGP score: "nngp_acc" (best eps, the paper's) or "nngp_acc_loo" (leave-one-out eps)
 competitive_fraction: float = 0.2  # "competitive" architectures: this top fraction by 108-epoch accuracy (0..1)
 size_limit: float = 10e6  # the paper's size cluster: fewer trainable parameters than this
@@ -86,8 +86,7 @@ table = nb101_table.load_table()
 # num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="biases")
-rows, ladder_note = (with_ladder_reading(run, table, value=score_column) if ladder_reading
-                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
+rows, ladder_note = with_ladder_reading(run, table, value=score_column, enabled=ladder_reading)
 proxies = analysis.proxy_scores(rows, table, values=(score_column,))
 nngp = list(proxies.proxies.index[proxies.proxies["kind"] == analysis.NNGP])
 # the chapter's charts show the most informative setting: largest n, then k, then m

@@ -152,11 +152,10 @@ plan["forward PFLOPs per architecture"] = plan["images per architecture"] * plan
 seconds = ladder.architecture_seconds(rows).reset_index()
 seconds["position"] = seconds["hash"].map({h: i + 1 for i, h in enumerate(
     nb101_table.sample_rows(table, max(ladder.ARCHITECTURES.values()), ladder.SAMPLE_SEED)["hash"])})
-plan["scored"] = [int(((seconds["width_multiplier"] == w) & seconds["position"].between(a, b)).sum())
-                  for w, a, b in plan[["width", "first", "last"]].itertuples(index=False)]
-plan["median seconds per architecture"] = [
-    seconds.loc[(seconds["width_multiplier"] == w) & seconds["position"].between(a, b), "seconds"].median()
-    for w, a, b in plan[["width", "first", "last"]].itertuples(index=False)]
+stretches = [seconds.loc[(seconds["width_multiplier"] == w) & seconds["position"].between(a, b), "seconds"]
+             for w, a, b in plan[["width", "first", "last"]].itertuples(index=False)]
+plan["scored"] = [len(stretch) for stretch in stretches]
+plan["median seconds per architecture"] = [stretch.median() for stretch in stretches]
 plan["hours for the stretch"] = plan["median seconds per architecture"] * plan["architectures"] / 3600
 display(plan.set_index(["width", "first", "last"]).round(3))
 

@@ -58,7 +58,7 @@ ntk_n_train: int = 20  # NTK (and matching NNGP) training images (>= 10)
 ntk_n_val: int = 20  # NTK (and matching NNGP) validation images (>= 10)
 ntk_stem_channels: int = 16  # width of the NTK's networks (NB101's: 128; the Jacobians grow with its square)
 seed: int = 0  # seed of the draws of architectures, of the networks, of the images and of the splits
-ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it holds this run's architectures
+ladder_reading: bool = True  # also read NNGP at the ladder's best whole-sample setting once it covers this run
 num_resamples: int = 1000  # bootstrap resamples of the architectures for the tau intervals (100..10000)
 top_fraction: float = 0.1  # PQETP threshold: the truth of the top this fraction of the scored architectures
 subset_size: int = 100  # architectures per random subset for the discovered performance (at most half the scored)
@@ -117,8 +117,7 @@ def proxies_of_run(name: str, names: list[str], limit: int, options: dict):
 # scored on num_architectures into a result named after them (nngp_lib.book.nngp_sample_run).
 run, run_note = nngp_sample_run(result_name, num_architectures, ensembles=ensembles, n_trains=n_trains,
                                 n_vals=n_vals, seed=seed, recompute=recompute, chapter="proxies")
-rows, ladder_note = (with_ladder_reading(run, table) if ladder_reading
-                    else (run.table, "*The ladder's reading:* not asked for (ladder_reading=False)."))
+rows, ladder_note = with_ladder_reading(run, table, enabled=ladder_reading)
 zero_cost_run, _ = cached_or_computed(proxies_result, proxies_of_run(
     proxies_result, proxy_names, num_architectures,
     {p: o for p, o in {"naswot": {"batch_size": naswot_batch, "stem_channels": proxy_stem_channels},
