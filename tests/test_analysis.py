@@ -198,6 +198,26 @@ def test_resampled_tau_and_pearson_equal_those_of_the_materialised_resamples(sam
     assert analysis.resampled_pearson(metric, truth, ones)[0] == pytest.approx(metrics.pearson(metric, truth))
 
 
+def test_resampled_tau_above_the_dense_limit_is_the_same_statistic(sample, monkeypatch):
+    """Past the dense path's size, each resample is sorted instead: the same tau-b."""
+    metric = np.round(sample["val_acc_4"].to_numpy(), 2)
+    truth = sample["val_acc_108"].to_numpy()
+    weights = analysis.bootstrap_weights(truth.size, 10, seed=1)
+    dense = analysis.resampled_kendall_tau(metric, truth, weights)
+    monkeypatch.setattr(analysis, "_DENSE_TAU_ARCHITECTURES", truth.size - 1)
+    np.testing.assert_allclose(analysis.resampled_kendall_tau(metric, truth, weights), dense, atol=1e-12)
+
+
+def test_intervals_on_the_whole_table(nb101):
+    """All 30,001 architectures (too many for (N, N) matrices): intervals around the point
+    estimate, as narrow as tau's sampling error at that size (about 0.004)."""
+    table = analysis.correlation_table(nb101[["val_acc_4", "val_acc_12"]], nb101["val_acc_108"], num_resamples=20)
+    assert table.loc["val_acc_4", "kendall_tau"] == pytest.approx(0.309, abs=5e-4)  # the data README's value
+    widths = table["kendall_tau_high"] - table["kendall_tau_low"]
+    assert ((table["kendall_tau_low"] < table["kendall_tau"]) & (table["kendall_tau"] < table["kendall_tau_high"])).all()
+    assert (widths < 0.02).all() and (widths > 0).all()
+
+
 def test_resample_of_one_repeated_architecture_is_nan():
     weights = np.array([[3, 0, 0], [1, 1, 1]])
     assert np.isnan(analysis.resampled_kendall_tau([1.0, 2.0, 3.0], [1.0, 3.0, 2.0], weights)[0])
