@@ -290,6 +290,74 @@ def random_search(
     return SearchCurve(budgets=steps.copy(), found=found, cost=spent)
 
 
+NO_REDUCTION = "no reduction"
+
+
+def reduction_curves(
+    screen: ArrayLike,
+    signals: dict,
+    truth: ArrayLike,
+    spaces: ArrayLike,
+    *,
+    fractions: Sequence[float] = (0.3, 0.1),
+    costs: dict | None = None,
+    screen_cost: float = 0.0,
+    top_k: int = 1,
+    num_budgets: int = 25,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The paper's Fig. 8: random search in each space, whole or reduced to a fraction.
+
+    Every space of ``spaces`` is searched three ways per fraction p: whole
+    (``"no reduction"``), in its top p by ``screen`` (``"NNGP top 30%"``,
+    :func:`reduce_space`) and in a random p (``"random 30%"``, :func:`random_reduction`),
+    each with every search signal of ``signals`` (:func:`random_search`, one trial per
+    space). Budgets run geometrically from 1 to the pool's size, plus the size of every
+    smaller pool, so that strategies meet at equal training budgets.
+
+    Args:
+      screen: (N,) the screening score (higher is better).
+      signals: search signal name (e.g. epochs of training) -> (N,) its metric.
+      truth: (N,) what the search is judged on.
+      spaces: (T, S) one search space per trial (:func:`random_spaces`).
+      fractions: shares of each space the reductions keep, each in (0, 1].
+      costs: signal name -> (N,) cost of that signal per architecture (summed over the
+        drawn ones); None costs nothing.
+      screen_cost: cost of screening one space, added to the screened strategies' cost.
+      top_k, num_budgets, seed: the search's (:func:`random_search`); ``seed`` also
+        breaks the screen's ties and ``seed + 1`` draws the random reductions.
+
+    Returns:
+      One row per (signal, strategy, budget): ``signal``, ``strategy``, ``pool_size``
+      and :meth:`SearchCurve.to_frame`'s columns; strategies in the order
+      ``"no reduction"``, then per fraction ``"NNGP top p"`` and ``"random p"``.
+    """
+    rows = np.asarray(spaces)
+    if rows.ndim != 2:
+        raise ValueError(f"spaces must be (T, S), one search space per trial (random_spaces), got shape {rows.shape}")
+    if num_budgets < 1:
+        raise ValueError(f"num_budgets must be at least 1, got {num_budgets}")
+    if not signals:
+        raise ValueError("signals is empty: pass at least one search signal, e.g. {12: 12-epoch accuracy}")
+    pools = {NO_REDUCTION: rows}
+    for fraction in fractions:
+        pools[f"NNGP top {fraction:.0%}"] = reduce_space(screen, fraction, spaces=rows, seed=seed)
+        pools[f"random {fraction:.0%}"] = random_reduction(rows, fraction, seed=seed + 1)
+    pool_sizes = sorted({pool.shape[1] for pool in pools.values()})
+    frames = []
+    for name, signal in signals.items():
+        cost = None if costs is None else costs[name]
+        for strategy, pool in pools.items():
+            size = pool.shape[1]
+            budgets = np.unique(np.r_[np.geomspace(1, size, num_budgets).round(), [p for p in pool_sizes if p <= size]])
+            curve = random_search(signal, truth, budgets.astype(int), pool=pool, top_k=top_k,
+                                  num_trials=rows.shape[0], seed=seed, cost=cost)
+            frame = curve.to_frame(extra_cost=screen_cost if strategy.startswith("NNGP") else 0.0)
+            frames.append(frame.assign(signal=name, strategy=strategy, pool_size=size))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["signal", "strategy", "pool_size", *out.columns[:-3]]]
+
+
 # -- hybrid metrics ------------------------------------------------------------------------
 
 

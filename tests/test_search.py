@@ -21,6 +21,7 @@ from nngp_lib.search import (
     random_search,
     random_spaces,
     reduce_space,
+    reduction_curves,
     residual_connections,
     size_clusters,
     tau_null_sd,
@@ -234,6 +235,34 @@ def test_search_is_seeded_and_validates_input():
         random_search(np.r_[metric[:-1], np.nan], metric, [1])
     with pytest.raises(ValueError, match="length"):
         random_search(metric, metric[:-1], [1])
+
+
+def test_reduction_curves_on_the_table(table):
+    """Fig. 8 on ten 10,000-architecture spaces of the whole table, 12-epoch accuracy as
+    the screen: each strategy's curve is the search of its own pools, and screening to the
+    top 30% beats a random 30% once the pools are exhausted."""
+    truth = table["val_acc_108"].to_numpy()
+    signal = table["val_acc_36"].to_numpy()
+    spaces = random_spaces(len(table), 10_000, num_trials=10, seed=0)
+    curves = reduction_curves(table["val_acc_12"].to_numpy(), {36: signal}, truth, spaces, fractions=(0.3,),
+                              costs={36: np.ones(len(table))}, screen_cost=100.0, top_k=10, num_budgets=5, seed=0)
+    assert list(curves["strategy"].unique()) == ["no reduction", "NNGP top 30%", "random 30%"]
+    assert set(curves["signal"]) == {36}
+    sizes = curves.groupby("strategy", sort=False)["pool_size"].first()
+    assert sizes.tolist() == [10_000, 3_000, 3_000]
+    # every strategy reaches the smaller pools' size, so they meet at equal budgets
+    assert (curves.groupby("strategy")["budget"].apply(lambda b: 3_000 in set(b))).all()
+    screened = reduce_space(table["val_acc_12"].to_numpy(), 0.3, spaces=spaces, seed=0)
+    direct = random_search(signal, truth, [1, 3_000], pool=screened, top_k=10, num_trials=10, seed=0)
+    mine = curves[curves["strategy"] == "NNGP top 30%"].set_index("budget")
+    assert mine.loc[3_000, "mean"] == pytest.approx(direct.mean()[1])
+    assert mine.loc[3_000, "cost"] == pytest.approx(3_000 + 100.0)  # drawn architectures + the screen
+    exhausted = curves[curves["budget"] == curves["pool_size"]].set_index("strategy")["mean"]
+    assert exhausted["NNGP top 30%"] > exhausted["random 30%"]
+    with pytest.raises(ValueError, match="one search space per trial"):
+        reduction_curves(signal, {36: signal}, truth, spaces[0])
+    with pytest.raises(ValueError, match="signals is empty"):
+        reduction_curves(signal, {}, truth, spaces)
 
 
 # -- hybrid metrics --------------------------------------------------------------------------

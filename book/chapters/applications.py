@@ -27,7 +27,10 @@
 #
 # Both are replayed here on the architectures of the NNGP scoring run, with the NB101
 # table's shortened-training accuracies as the search signal and its 108-epoch
-# accuracy (one training run) as the ground truth.
+# accuracy (one training run) as the ground truth. At the paper's scale, in random
+# 10,000-architecture spaces of the whole table, they are replayed in
+# {doc}`the whole-table chapter <whole_table>`, on as many architectures as its run
+# has scored.
 
 # %% tags=["parameters"]
 result_name: str = "nb101_nngp_k1"  # cached NNGP result (nngp_lib.results), used when it holds the settings below; if absent, a small sample is scored in scratch
@@ -148,29 +151,15 @@ show(
 space_size = max(1, round(space_fraction * num_scored))
 spaces = search.random_spaces(num_scored, space_size, num_trials, seed=seed)
 screen_cost = space_size * float(unit_costs[screen_setting])  # PFLOPs of scoring one space with NNGP
-pools = {"no reduction": spaces}
-for fraction in fractions:
-    pools[f"NNGP top {fraction:.0%}"] = search.reduce_space(
-        proxies.scores[screen_setting].to_numpy(), fraction, spaces=spaces, seed=seed
-    )
-    pools[f"random {fraction:.0%}"] = search.random_reduction(spaces, fraction, seed=seed + 1)
-pool_sizes = sorted({pool.shape[1] for pool in pools.values()})
-
-curves = []
-for epochs in search_epochs:
-    signal = proxies.scores[analysis.training_label(epochs)].to_numpy()
-    train_cost = cost.to_pflops(cost.training_flops(flops, epochs))
-    for strategy, pool in pools.items():
-        size = pool.shape[1]
-        budgets = np.unique(np.r_[np.geomspace(1, size, num_budgets).round(), [p for p in pool_sizes if p <= size]])
-        curve = search.random_search(
-            signal, truth, budgets.astype(int), pool=pool, top_k=top_k, num_trials=num_trials, seed=seed,
-            cost=train_cost,
-        )
-        frame = curve.to_frame(extra_cost=screen_cost if strategy.startswith("NNGP") else 0.0)
-        curves.append(frame.assign(strategy=strategy, epochs=epochs, pool_size=size))
-curves = pd.concat(curves, ignore_index=True)
-STRATEGIES = list(pools)
+curves = search.reduction_curves(
+    proxies.scores[screen_setting].to_numpy(),
+    {e: proxies.scores[analysis.training_label(e)].to_numpy() for e in search_epochs}, truth, spaces,
+    fractions=fractions, costs={e: cost.to_pflops(cost.training_flops(flops, e)) for e in search_epochs},
+    screen_cost=screen_cost, top_k=top_k, num_budgets=num_budgets, seed=seed,
+).rename(columns={"signal": "epochs"})
+STRATEGIES = list(curves["strategy"].unique())
+pools = curves.groupby("strategy", sort=False)["pool_size"].first()
+pool_sizes = sorted(pools.unique())
 
 # %% tags=["remove-input"]
 show(
@@ -178,7 +167,7 @@ show(
     {num_trials} trials, each on a space of {space_size} architectures. The screen uses
     **{screen_setting}** and costs {screen_cost:.3g} PFLOPs per space; training one architecture
     of mean size costs {float(unit_costs[analysis.training_label(search_epochs[0])]):.3g} PFLOPs for
-    {search_epochs[0]} epochs. Kept pools: {", ".join(f"{name} = {pool.shape[1]}" for name, pool in pools.items())}
+    {search_epochs[0]} epochs. Kept pools: {", ".join(f"{name} = {size}" for name, size in pools.items())}
     architectures.
     """
 )
