@@ -51,7 +51,8 @@ class Results:
 
     def describe(self) -> str:
         """One sentence naming the run: what, how much, when, where (:func:`describe`)."""
-        return describe(self.provenance)
+        held = int(self.table["hash"].nunique()) if "hash" in self.table else None
+        return describe(self.provenance, held)
 
     def record_markdown(self) -> str:
         """The full provenance record, collapsed (:func:`record_markdown`)."""
@@ -394,22 +395,29 @@ def open_parts_run(
     return table, provenance
 
 
-def describe(provenance: dict[str, Any]) -> str:
+def describe(provenance: dict[str, Any], held: int | None = None) -> str:
     """One sentence saying which run produced a result: what, how much, which settings in
     short, when, on what machine and with which command (the full record:
-    :func:`record_markdown`).
+    :func:`record_markdown`). ``held``, the architectures the result holds, is named
+    next to the planned number when the run has not reached it yet.
 
     >>> describe({"description": "NNGP scores", "rows": 4000, "command": "nngp-nas score-table",
     ...           "settings": {"architectures": 1000, "settings": [{}, {}]}, "cpu": "Xeon",
     ...           "started": "2026-11-23T03:03:54+00:00", "updated": "2026-11-24T06:59:29+00:00"})
     'NNGP scores: 4,000 rows, 1,000 architectures at 2 settings, computed 2026-11-23 to 2026-11-24 on Xeon with `nngp-nas score-table`'
+    >>> describe({"rows": 1200, "settings": {"architectures": 30001, "settings": [{}, {}]}}, held=600)[:60]
+    'run: 1,200 rows, 600 of 30,001 planned architectures at 2 se'
     """
     settings = provenance.get("settings", {})
     rows = provenance.get("rows")
     parts = [f"{rows:,} rows" if isinstance(rows, int) else "rows unknown"]
     if isinstance(settings, dict) and isinstance(settings.get("settings"), list):
         count = settings.get("architectures")
-        parts.append((f"{count:,} architectures at " if isinstance(count, int) else "")
+        if isinstance(count, int) and held is not None and held < count:
+            count = f"{held:,} of {count:,} planned"
+        elif isinstance(count, int):
+            count = f"{count:,}"
+        parts.append((f"{count} architectures at " if count is not None else "")
                      + f"{len(settings['settings'])} setting{'s' * (len(settings['settings']) != 1)}")
     elif isinstance(settings, dict) and settings:
         shown = [f"{k}={v}" for k, v in sorted(settings.items()) if len(str(v)) <= 40]
