@@ -12,6 +12,9 @@ Rows of :func:`key_results` (one per score):
 * ``the ladder``: on the architectures every ladder width scored (at the settings planned
   on the shared prefix, :data:`nngp_lib.ladder.SHARED`), the NNGP settings on
   the frontier of tau against FLOPs spent, with 4- and 12-epoch training beside them;
+* ``the whole table``: the run through every architecture of the NB101 table
+  (``nb101_table_w025``), on as many as it has scored, with 4- and 12-epoch training on
+  the same architectures;
 * ``zero-cost proxies``: the best training-free proxy and the parameter count;
 * ``cheap estimates``: how well each reduced-width NNGP run ranks like the full-width one.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 NNGP_RUN = "nb101_nngp_k1"
+TABLE_RUN = "nb101_table_w025"
 PROXIES_RUN = "nb101_proxies"
 CHEAP_RUNS = {"nb101_nngp_k1_w1": 1.0, "nb101_nngp_k1": 0.5, "nb101_nngp_k1_w025": 0.25}
 CHEAP_SETTING = {"ensemble": 1, "n_train": 100, "n_val": 100}
@@ -73,6 +77,18 @@ def _ladder(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> 
                  run=runs, chapter="ladder") for label in keep.sort_values("spent PFLOPs").index]
 
 
+def _whole_table(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
+    from nngp_lib import analysis, ladder, results
+
+    run = results.read(TABLE_RUN, results_dir)
+    proxy_scores = analysis.proxy_scores(run.table, table, epochs=EPOCHS)
+    widths = proxy_scores.proxies["width_multiplier"].dropna()
+    costs = analysis.proxy_costs(proxy_scores.proxies, ladder.flops_by_width(proxy_scores, table, widths))
+    taus = _correlations(proxy_scores.scores, proxy_scores.truth, num_resamples, seed)
+    return [_row("the whole table", label, len(proxy_scores.truth), taus.loc[label], pflops=costs[label],
+                 run=TABLE_RUN, chapter="whole_table") for label in proxy_scores.scores.columns]
+
+
 def _zero_cost(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
     from nngp_lib import analysis, proxies, results
 
@@ -116,6 +132,7 @@ def _setting() -> str:
 SOURCES = {
     "NNGP against training": ([NNGP_RUN], _nngp_against_training),
     "the ladder": (["nb101_ladder_w025"], _ladder),
+    "the whole table": ([TABLE_RUN], _whole_table),
     "zero-cost proxies": ([PROXIES_RUN], _zero_cost),
     "cheap estimates": (list(CHEAP_RUNS), _cheap_estimates),
 }

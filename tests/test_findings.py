@@ -49,6 +49,19 @@ def test_cheap_estimates_rank_against_the_full_width_run(key):
     assert row["kendall_tau"] == pytest.approx(kendall_tau(both["nngp_acc_q"], both["nngp_acc"]))
 
 
+def test_whole_table_rows_are_those_of_the_table_run_on_every_scored_architecture(table):
+    key = findings.key_results(table, num_resamples=0, findings=["the whole table"]).set_index("score")
+    run = results.read(findings.TABLE_RUN).table
+    rows = run[run["n_val"] == 500].set_index("hash")
+    truth = table.set_index("hash").loc[rows.index]
+    label = "NNGP k=1 n=100 m=500 width=0.25"
+    assert key.loc[label, "architectures"] == run["hash"].nunique() == len(rows)
+    assert key.loc[label, "kendall_tau"] == pytest.approx(kendall_tau(rows["nngp_acc"], truth["val_acc_108"]))
+    assert key.loc["train 12 epochs", "kendall_tau"] == pytest.approx(
+        kendall_tau(truth["val_acc_12"], truth["val_acc_108"]))
+    assert set(key["chapter"]) == {"whole_table"} and set(key["run"]) == {findings.TABLE_RUN}
+
+
 def test_runs_that_are_absent_leave_their_rows_out_and_are_listed(table, tmp_path):
     missing = findings.missing_runs(tmp_path)
     assert missing["NNGP against training"] == [findings.NNGP_RUN]

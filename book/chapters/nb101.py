@@ -441,7 +441,10 @@ if len(ranges):
 # architectures and we record the best 108-epoch truth among them; all proxies see
 # the same subsets. Two references frame the numbers: the best of as many
 # architectures drawn at random (a proxy that knows nothing) and the best
-# architecture of the subset (a perfect proxy).
+# architecture of the subset (a perfect proxy). The paper's own task, the top 10
+# of random 10,000-architecture subsets, needs far more scored architectures than
+# this sample: {doc}`the whole-table chapter <whole_table>` reads it on the run
+# through every architecture of the table, as far as that run has gone.
 
 # %%
 subset = min(subset_size, n // 2)
