@@ -52,16 +52,26 @@ def _row(finding: str, score: str, count: int, tau: pd.Series, *, pflops=np.nan,
             "PFLOPs": float(pflops), "seconds": float(seconds), "run": run, "chapter": chapter}
 
 
-def _nngp_against_training(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
+def _run_against_training(run_name: str, finding: str, chapter: str, table: pd.DataFrame, num_resamples: int,
+                          seed: int, results_dir) -> list[dict]:
+    """Every NNGP setting of one run and 4- and 12-epoch training, on the run's complete architectures."""
     from nngp_lib import analysis, ladder, results
 
-    run = results.read(NNGP_RUN, results_dir)
+    run = results.read(run_name, results_dir)
     proxy_scores = analysis.proxy_scores(run.table, table, epochs=EPOCHS)
     widths = proxy_scores.proxies["width_multiplier"].dropna()
     costs = analysis.proxy_costs(proxy_scores.proxies, ladder.flops_by_width(proxy_scores, table, widths))
     taus = _correlations(proxy_scores.scores, proxy_scores.truth, num_resamples, seed)
-    return [_row("NNGP against training", label, len(proxy_scores.truth), taus.loc[label], pflops=costs[label],
-                 run=NNGP_RUN, chapter="nb101") for label in proxy_scores.scores.columns]
+    return [_row(finding, label, len(proxy_scores.truth), taus.loc[label], pflops=costs[label], run=run_name,
+                 chapter=chapter) for label in proxy_scores.scores.columns]
+
+
+def _nngp_against_training(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
+    return _run_against_training(NNGP_RUN, "NNGP against training", "nb101", table, num_resamples, seed, results_dir)
+
+
+def _whole_table(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
+    return _run_against_training(TABLE_RUN, "the whole table", "whole_table", table, num_resamples, seed, results_dir)
 
 
 def _ladder(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
@@ -75,18 +85,6 @@ def _ladder(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> 
     runs = ", ".join(ladder.run_name(w) for w in sorted(provenances))
     return [_row("the ladder", label, len(proxy_scores.truth), keep.loc[label], pflops=keep.loc[label, "spent PFLOPs"],
                  run=runs, chapter="ladder") for label in keep.sort_values("spent PFLOPs").index]
-
-
-def _whole_table(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
-    from nngp_lib import analysis, ladder, results
-
-    run = results.read(TABLE_RUN, results_dir)
-    proxy_scores = analysis.proxy_scores(run.table, table, epochs=EPOCHS)
-    widths = proxy_scores.proxies["width_multiplier"].dropna()
-    costs = analysis.proxy_costs(proxy_scores.proxies, ladder.flops_by_width(proxy_scores, table, widths))
-    taus = _correlations(proxy_scores.scores, proxy_scores.truth, num_resamples, seed)
-    return [_row("the whole table", label, len(proxy_scores.truth), taus.loc[label], pflops=costs[label],
-                 run=TABLE_RUN, chapter="whole_table") for label in proxy_scores.scores.columns]
 
 
 def _zero_cost(table: pd.DataFrame, num_resamples: int, seed: int, results_dir) -> list[dict]:
