@@ -115,8 +115,8 @@ if not missing["the whole table"]:
     count = int(whole["architectures"].iloc[0])
     lines.append(
         f"- **The whole table{' (still running)' if count < len(table) else ''}.** On the {count:,} of the NB101 "
-        f"table's {len(table):,} architectures scored so far at the cheapest setting that ranks like 4-epoch "
-        f"training, {top} ranks at {tau(whole.loc[top])} for {pflops(whole.loc[top, 'PFLOPs'])} PFLOPs per "
+        f"table's {len(table):,} architectures scored so far at one of the ladder's cheapest settings, "
+        f"{top} ranks at {tau(whole.loc[top])} for {pflops(whole.loc[top, 'PFLOPs'])} PFLOPs per "
         f"score, against {tau(whole.loc['train 4 epochs'])} for 4-epoch and {tau(whole.loc['train 12 epochs'])} "
         "for 12-epoch training. <a href='whole_table.html'>Chapter</a>"
     )

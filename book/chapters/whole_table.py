@@ -22,9 +22,11 @@
 # easier task in which every proxy lands near the best of the subset.
 #
 # This chapter reads the run that scores **every architecture of the NB101 table**
-# we hold (30,001 of them carry a ground truth), `nb101_table_w025`: k = 1, n = 100,
-# m = 100 and 500, quarter width, the cheapest setting of the ladder chapter at which
-# NNGP ranks about as well as 4-epoch training. The run goes through the seeded
+# we hold (30,001 of them carry a ground truth), `nb101_table_w025`: one of the
+# cheapest settings of the ladder chapter, k = 1 and n = 100 at quarter width, read
+# on m = 100 validation images as in the earlier runs and on m = 500 for a smaller
+# standard error, at about a ten-thousandth of the FLOPs of 4-epoch training per
+# architecture (measured below). The run goes through the seeded
 # permutation of the table (`--sample 30001 --sample-seed 0`, so its first 1,000
 # architectures are the book's sample) in parts of 100, over as many sessions as it
 # takes; the page reads it as far as it has gone. Subsets hold 10,000
