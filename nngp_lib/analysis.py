@@ -69,6 +69,7 @@ STATISTICS: tuple[Statistic, ...] = ("kendall_tau", "pearson")
 
 _NAMED_SETTINGS = ("ensemble", "n_train", "n_val")  # always in a proxy's label
 _OTHER_SETTINGS = tuple(c for c in SETTING_COLUMNS if c not in _NAMED_SETTINGS)  # in it when they vary
+_LABEL_NAMES = {"width_multiplier": "width"}  # a setting's name in a label, where it differs
 _DENSE_TAU_ARCHITECTURES = 4_000  # up to here the resampled tau uses (N, N) matrices; above, one sort per resample
 
 
@@ -125,7 +126,7 @@ def setting_label(setting: pd.Series | dict, *, extra: Sequence[str] = (), value
       setting: a row with at least ``ensemble``, ``n_train``, ``n_val`` (and
         ``width_multiplier``, named when present and not 1).
       extra: further setting fields to name, e.g. those that vary in a run
-        (``"seed=1"``, ``"bn_momentum=0"``).
+        (``"seed=1"``, ``"bn_momentum=0"``; ``width_multiplier`` is named ``"width"``).
       value: the score column; anything but ``"nngp_acc"`` is named in parentheses,
         e.g. ``"NNGP k=2 n=100 m=200 (leave-one-out eps)"``.
     """
@@ -137,7 +138,8 @@ def setting_label(setting: pd.Series | dict, *, extra: Sequence[str] = (), value
     if factor != 1 and "downsample_factor" not in extra:
         label += f" pixels/{factor ** 2:g}"
     for name in extra:
-        label += f" {name}={setting[name]:g}" if isinstance(setting[name], float) else f" {name}={setting[name]}"
+        short = _LABEL_NAMES.get(name, name)
+        label += f" {short}={setting[name]:g}" if isinstance(setting[name], float) else f" {short}={setting[name]}"
     if value != "nngp_acc":
         label += f" ({NNGP_VALUES.get(value, value)})"
     return label

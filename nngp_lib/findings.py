@@ -174,7 +174,6 @@ def key_results(
         if not missing[finding]:
             rows += SOURCES[finding][1](table, num_resamples, seed, results_dir)
     key = pd.DataFrame(rows, columns=COLUMNS)
-    key["score"] = key["score"].str.replace("width_multiplier=", "width=")  # a setting varied in a run
     return key
 
 
